@@ -1,0 +1,49 @@
+"""`python -m scratchlm`: one entry point, a subcommand per job.
+
+Each subcommand lives in its own module with a `register(subparsers)` function that adds its parser and
+sets `func` (called with the parsed arguments, returning an exit code). Errors the user can fix
+(`ScratchLMError`) and bad arguments end with one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from scratchlm.errors import ScratchLMError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints the whole usage on error; one line says more."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from scratchlm.cli import data, sample, tokenizer, train
+
+    parser = _Parser(
+        prog="python -m scratchlm",
+        description="Train, sample from and inspect the course's language models.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in (train, sample, tokenizer, data):
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ScratchLMError as e:
+        print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog} {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,212 @@
+"""Data files and batches.
+
+Files: a registry of the few public files the course uses, each with its URL and sha256. `fetch(name)`
+looks for a verified copy in the cache folder, then in a mirror folder (`SCRATCHLM_DATA_MIRROR`, for offline
+use), then downloads it with a progress bar. Every copy is checked against its sha256 before it is used,
+and written atomically, so a failed or interrupted fetch never leaves a bad file in the cache.
+
+Batches: text becomes one 1-D tensor of token ids; `split` cuts it into train/val and `get_batch` samples
+`(x, y)` windows with a seeded generator using index arithmetic (no per-token Python loop).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from scratchlm.errors import ConfigError, DataError
+
+MIRROR_ENV = "SCRATCHLM_DATA_MIRROR"
+DATA_DIR_ENV = "SCRATCHLM_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A known public file: where it comes from and what its bytes must hash to."""
+
+    name: str
+    filename: str
+    url: str
+    sha256: str
+    description: str
+
+
+REGISTRY: dict[str, DataFile] = {
+    f.name: f
+    for f in (
+        DataFile(
+            "tinyshakespeare",
+            "tinyshakespeare.txt",
+            "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+            "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+            "Tiny Shakespeare: 1.1 MB of plays, the course's training corpus",
+        ),
+        DataFile(
+            "r50k_base",
+            "r50k_base.tiktoken",
+            "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken",
+            "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
+            "GPT-2 BPE ranks (tiktoken format)",
+        ),
+        DataFile(
+            "cl100k_base",
+            "cl100k_base.tiktoken",
+            "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
+            "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+            "GPT-4 BPE ranks (tiktoken format)",
+        ),
+    )
+}
+
+
+def default_data_dir() -> Path:
+    """The cache folder: $SCRATCHLM_DATA_DIR, else `data/` of a source checkout, else ~/.cache/scratchlm."""
+    if env := os.environ.get(DATA_DIR_ENV):
+        return Path(env)
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "data").is_dir():
+        return checkout / "data"
+    return Path.home() / ".cache" / "scratchlm" / "data"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_copy_verified(source_chunks, target: Path, expected_sha256: str, origin: str) -> None:
+    """Write chunks to a temporary file next to `target`, check the hash, then rename into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in source_chunks:
+                digest.update(chunk)
+                out.write(chunk)
+        actual = digest.hexdigest()
+        if actual != expected_sha256:
+            raise DataError(
+                f"checksum mismatch for {target.name} from {origin}: expected sha256 {expected_sha256}, "
+                f"got {actual}; the file was not cached"
+            )
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _read_file_chunks(path: Path):
+    with open(path, "rb") as f:
+        yield from iter(lambda: f.read(1 << 20), b"")
+
+
+def _download_chunks(url: str, label: str):
+    try:
+        response = urllib.request.urlopen(url, timeout=30)
+    except (urllib.error.URLError, OSError) as e:
+        raise ConnectionError(str(getattr(e, "reason", e))) from e
+    with response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {label}") as bar:
+            for chunk in iter(lambda: response.read(1 << 16), b""):
+                bar.update(len(chunk))
+                yield chunk
+
+
+def fetch(name: str, data_dir: Path | str | None = None, mirror: Path | str | None = None) -> Path:
+    """Return the local path of registered file `name`, obtaining and verifying it first if needed.
+
+    Order: verified cached copy → mirror folder (`mirror` or $SCRATCHLM_DATA_MIRROR) → download.
+    A cached file whose hash no longer matches is replaced. Raises `DataError` with one message that says
+    which file, from where, and how to provide it when every source fails.
+    """
+    if name not in REGISTRY:
+        known = ", ".join(sorted(REGISTRY))
+        raise DataError(f"unknown data file {name!r}; known files: {known}")
+    entry = REGISTRY[name]
+    target = Path(data_dir) if data_dir is not None else default_data_dir()
+    target = target / entry.filename
+    if target.is_file() and sha256_of(target) == entry.sha256:
+        return target
+
+    mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV)
+    if mirror:
+        candidate = Path(mirror) / entry.filename
+        if candidate.is_file():
+            _atomic_copy_verified(_read_file_chunks(candidate), target, entry.sha256, f"mirror {candidate}")
+            return target
+
+    try:
+        _atomic_copy_verified(_download_chunks(entry.url, entry.filename), target, entry.sha256, entry.url)
+    except ConnectionError as e:
+        where = f" (mirror {mirror} has no {entry.filename})" if mirror else ""
+        raise DataError(
+            f"cannot obtain {entry.filename}: download from {entry.url} failed ({e}){where}. "
+            f"Download it yourself into {target.parent}/ or set {MIRROR_ENV} to a folder that contains it."
+        ) from None
+    return target
+
+
+def load_text(name_or_path: str | Path = "tinyshakespeare") -> str:
+    """Read a registered file by name, or any UTF-8 text file by path."""
+    path = Path(name_or_path)
+    if str(name_or_path) in REGISTRY and not path.exists():
+        path = fetch(str(name_or_path))
+    if not path.is_file():
+        known = ", ".join(sorted(REGISTRY))
+        raise DataError(f"no such data file: {name_or_path} (give a path to a text file or one of: {known})")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def split(data: torch.Tensor, val_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut a 1-D token tensor into (train, val): the first 1 - val_fraction and the rest.
+
+    A contiguous cut (not a shuffle) keeps validation text unseen: neighbouring windows overlap, so a random
+    split would leak training text into validation.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    n = int(len(data) * (1.0 - val_fraction))
+    return data[:n], data[n:]
+
+
+def get_batch(
+    data: torch.Tensor,
+    block_size: int,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample `batch_size` random windows of `block_size` tokens.
+
+    Returns `x` and `y`, both `(batch_size, block_size)` int64: `y[b, t]` is the token that follows
+    `x[b, t]` in the text (so `y[b, :-1] == x[b, 1:]`). Deterministic for a given generator state.
+    """
+    if block_size <= 0 or batch_size <= 0:
+        raise ConfigError(f"block_size and batch_size must be positive, got {block_size} and {batch_size}")
+    if len(data) <= block_size:
+        raise ConfigError(f"the data has {len(data)} tokens, too few for windows of block_size={block_size}")
+    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
+    windows = data[starts[:, None] + torch.arange(block_size + 1)]
+    x, y = windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
+    if device is not None:
+        device = torch.device(device)
+        if device.type == "cuda":  # pinned host memory lets the copy overlap with compute
+            return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+        x, y = x.to(device), y.to(device)
+    return x, y

@@ -1,0 +1,14 @@
+"""Tokenizers: characters (lesson 01) and byte-level BPE (lesson 05)."""
+
+from scratchlm.tokenizers.base import Tokenizer, tokenizer_from_dict
+from scratchlm.tokenizers.bpe import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, BPETokenizer
+from scratchlm.tokenizers.char import CharTokenizer
+
+__all__ = [
+    "GPT2_SPLIT_PATTERN",
+    "GPT4_SPLIT_PATTERN",
+    "BPETokenizer",
+    "CharTokenizer",
+    "Tokenizer",
+    "tokenizer_from_dict",
+]

@@ -1,0 +1,34 @@
+"""What every tokenizer of the course offers, and turning a saved description back into one.
+
+A tokenizer is stored inside checkpoints as a plain dict (`to_dict()`), tagged with its `type`, so a
+checkpoint can be loaded with `torch.load(weights_only=True)` and still carry its vocabulary.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from scratchlm.errors import TokenizerError
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    vocab_size: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def tokenizer_from_dict(state: dict[str, Any]) -> Tokenizer:
+    """Rebuild a tokenizer from `to_dict()` output, dispatching on its `type` field."""
+    from scratchlm.tokenizers.bpe import BPETokenizer
+    from scratchlm.tokenizers.char import CharTokenizer
+
+    kinds = {"char": CharTokenizer, "bpe": BPETokenizer}
+    kind = state.get("type") if isinstance(state, dict) else None
+    if kind not in kinds:
+        raise TokenizerError(f"unknown tokenizer type {kind!r}; expected one of {sorted(kinds)}")
+    return kinds[kind].from_dict(state)

@@ -1,0 +1,100 @@
+"""The repository's own promises: paired and executed lessons, honest badges, consistent requirements, lint."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = sorted((ROOT / "lessons_src").glob("[0-9][0-9]_*.py"))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_every_lesson_script_has_its_notebook_and_vice_versa():
+    assert SCRIPTS, "no lessons found"
+    assert [p.stem for p in SCRIPTS] == [p.stem for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_pair_in_sync(notebook):
+    """jupytext's conversion of the notebook equals its script, byte for byte."""
+    converted = subprocess.run(
+        [sys.executable, "-m", "jupytext", "--to", "py:percent", "-q", "-o", "-", str(notebook)],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    ).stdout
+    script = ROOT / "lessons_src" / f"{notebook.stem}.py"
+    assert converted == script.read_text(), f"run: jupytext --sync {script.relative_to(ROOT)}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_was_executed_top_to_bottom_without_errors(notebook):
+    cells = [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+    code_cells = [c for c in cells if "".join(c["source"]).strip()]
+    counts = [c["execution_count"] for c in code_cells]
+    assert None not in counts, f"{notebook.name} has unexecuted code cells"
+    assert counts == list(range(1, len(counts) + 1)), f"{notebook.name} was not run top to bottom in one kernel"
+    errors = [o for c in cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{notebook.name} has error outputs: {errors[0].get('ename')}"
+
+
+def colab_badge_url(stem: str) -> str:
+    slug = PYPROJECT["project"]["urls"]["Repository"].removeprefix("https://github.com/").rstrip("/")
+    return f"https://colab.research.google.com/github/{slug}/blob/main/notebooks/{stem}.ipynb"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_lesson_has_title_badge_summary_and_exercises(script):
+    text = script.read_text()
+    badges = re.findall(r"https://colab\.research\.google\.com/github/[^)\s\"']+", text)
+    assert badges == [colab_badge_url(script.stem)], "each lesson has exactly one badge, to its own notebook"
+    assert re.search(r"^# # \S", text, re.M), "a lesson opens with a markdown title"
+    assert re.search(r"^# ## Summary", text, re.M) and re.search(r"^# ## Exercises", text, re.M)
+
+
+def requirement_names(lines: list[str]) -> set[str]:
+    names = set()
+    for line in lines:
+        line = line.split("#")[0].strip()
+        if not line or line.startswith("-r"):
+            continue
+        names.add("scratchlm" if line == "-e ." else re.split(r"[<>=!~\[ ;]", line)[0].lower())
+    return names
+
+
+def test_environment_yml_matches_requirements():
+    req = requirement_names((ROOT / "requirements.txt").read_text().splitlines())
+    req |= requirement_names((ROOT / "requirements-dev.txt").read_text().splitlines())
+    env_text = (ROOT / "environment.yml").read_text()
+    pip_lines = [m.group(1) for m in re.finditer(r"^\s{6}- (.+)$", env_text, re.M)]
+    assert requirement_names(pip_lines) == req
+    # and the versions agree: every requirement line appears verbatim in the conda file
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        for line in (ROOT / name).read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if line and not line.startswith("-r"):
+                assert line in pip_lines, f"{line!r} from {name} is missing from environment.yml"
+
+
+def test_runtime_requirements_cover_the_package_dependencies():
+    declared = requirement_names(PYPROJECT["project"]["dependencies"])
+    assert declared <= requirement_names((ROOT / "requirements.txt").read_text().splitlines())
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
+def test_ruff_clean():
+    result = subprocess.run(
+        ["ruff", "check", "scratchlm", "tests", "lessons_src", "bench"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
