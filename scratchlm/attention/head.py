@@ -1,6 +1,4 @@
-"""Attention building blocks derived in the lessons.
-
-`Head` is the single causal self-attention head of lesson 02, written out step by step (explicit mask and
+"""The single causal self-attention head of lesson 02, written out step by step (explicit mask and
 softmax) because it is the object of study; the GPT in `scratchlm.model` uses the fused
 `scaled_dot_product_attention` for speed.
 """
