@@ -1,0 +1,423 @@
+"""Byte-level BPE: the tokenizer of GPT-2 and GPT-4, trainable on our own text.
+
+Encoding has three steps:
+1. special tokens the caller allows (e.g. "<|endoftext|>") are cut out of the text and become their ids;
+2. a regex pre-splits the rest into chunks (words with their leading space, numbers, punctuation runs,
+   whitespace), so no token ever spans, say, the end of one word and the start of the next;
+3. each chunk's UTF-8 bytes are merged into tokens by rank (`bpe_ranks.merge_chunk`).
+
+The vocabulary is a rank table, token bytes -> id, exactly as in tiktoken. That is why the same class encodes
+with OpenAI's published GPT-2/GPT-4 ranks (`from_tiktoken_file`) and with the merges we learn (`train`), and
+why any of our tokenizers can be handed to tiktoken (`to_tiktoken`) and give the same ids. (One caveat:
+the split patterns use Unicode properties such as \p{L}; the `regex` package may know code points assigned in
+a newer Unicode version than tiktoken's engine does, and text with such characters can split differently.)
+
+Decoding joins the bytes of the ids. Arbitrary ids need not form valid UTF-8 (a token can hold half of a
+character), so `decode` replaces invalid bytes with U+FFFD "\ufffd"; `decode_bytes` returns the raw bytes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from itertools import chain
+from pathlib import Path
+from typing import Any, Literal
+
+import regex
+
+from scratchlm.errors import TokenizerError
+from scratchlm.tokenizers import bpe_files
+from scratchlm.tokenizers.bpe_ranks import merge_chunk, recover_merges
+from scratchlm.tokenizers.bpe_train import learn_merges
+
+# GPT-2's split (as tiktoken writes it: the possessive `++` only avoids backtracking, the chunks are those of
+# the original `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`).
+GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+
+# GPT-4's split (cl100k_base): contractions in any case, numbers in groups of at most three digits,
+# punctuation keeps the newlines that follow it, and newlines are split from the spaces that follow them.
+GPT4_SPLIT_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|"""
+    r"""\s*[\r\n]|\s+(?!\S)|\s"""
+)
+
+# Published rank files this class can load by name, with the pattern and special tokens they go with.
+PRETRAINED = {
+    "r50k_base": (GPT2_SPLIT_PATTERN, {"<|endoftext|>": 50256}),
+    "cl100k_base": (
+        GPT4_SPLIT_PATTERN,
+        {
+            "<|endoftext|>": 100257,
+            "<|fim_prefix|>": 100258,
+            "<|fim_middle|>": 100259,
+            "<|fim_suffix|>": 100260,
+            "<|endofprompt|>": 100276,
+        },
+    ),
+}
+
+SpecialTokens = Literal["all", "none"] | Collection[str]
+Merge = tuple[tuple[int, int], int]
+
+
+class BPETokenizer:
+    """A byte-level BPE tokenizer: a rank table, an optional split pattern and optional special tokens.
+
+    `mergeable_ranks` maps every token's bytes to its id (all 256 single bytes must be there);
+    `pattern` is the pre-split regex (None: the whole text is one chunk); `special_tokens` maps names such
+    as "<|endoftext|>" to ids that no ordinary token uses. Build one with `train`, `load`,
+    `from_tiktoken_file` or `from_pretrained` rather than by hand.
+
+    Attributes for inspection: `ranks` (token bytes -> id), `vocab` (id -> token bytes, special tokens
+    excluded), `special_tokens` (name -> id), `pattern`, and the `merges` property.
+    """
+
+    def __init__(
+        self,
+        mergeable_ranks: Mapping[bytes, int],
+        pattern: str | None = GPT4_SPLIT_PATTERN,
+        special_tokens: Mapping[str, int] | None = None,
+    ):
+        self.ranks: dict[bytes, int] = dict(mergeable_ranks)
+        self.vocab: dict[int, bytes] = {i: token for token, i in self.ranks.items()}
+        if len(self.vocab) != len(self.ranks) or not all(isinstance(i, int) and i >= 0 for i in self.vocab):
+            raise TokenizerError("token ids must be distinct non-negative integers")
+        missing = [b for b in range(256) if bytes([b]) not in self.ranks]
+        if missing:
+            raise TokenizerError(f"the vocabulary lacks {len(missing)} single bytes (e.g. {missing[0]})")
+        self.special_tokens: dict[str, int] = dict(special_tokens or {})
+        _check_special_tokens(self.special_tokens, self.vocab)
+        self.pattern = pattern
+        self._splitter = _compile(pattern)
+        self._decoder = self.vocab | {i: name.encode("utf-8") for name, i in self.special_tokens.items()}
+        self._vocab_size = max(self._decoder) + 1
+        self._merges: list[Merge] | None = None
+
+    # ----------------------------------------------------------------------------------------- training
+
+    @classmethod
+    def train(
+        cls,
+        text: str,
+        vocab_size: int,
+        pattern: str | None = GPT4_SPLIT_PATTERN,
+        special_tokens: Sequence[str] | None = None,
+        *,
+        progress: bool = True,
+    ) -> BPETokenizer:
+        """Learn `vocab_size - 256 - len(special_tokens)` merges from `text`.
+
+        `vocab_size` counts everything: the 256 byte tokens, the merges, then the special tokens, which are
+        given as names and get the last ids in the order given. Special tokens are cut out of the training
+        text first, so no merge learns to spell them. Ties between equally frequent pairs go to the pair with
+        the smallest (left id, right id); training is deterministic. Raises `TokenizerError` if the text has
+        too few distinct pairs to reach `vocab_size` (the message says how many merges it allows).
+        """
+        if isinstance(special_tokens, (str, Mapping)):
+            raise TokenizerError("special_tokens for training is a list of names; their ids follow the merges")
+        names = list(special_tokens or [])
+        smallest = 256 + len(names)
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < smallest:
+            raise TokenizerError(
+                f"vocab_size must be an integer of at least 256 (one token per byte)"
+                f"{f' plus {len(names)} special tokens' if names else ''}, got {vocab_size!r}"
+            )
+        _check_special_names(names)
+        chunk_counts = count_chunks(text, _compile(pattern), names)
+        n_merges = vocab_size - smallest
+        pairs = learn_merges(chunk_counts, n_merges, progress=progress)
+        if len(pairs) < n_merges:
+            raise TokenizerError(
+                f"vocab_size={vocab_size} needs {n_merges} merges, but this text allows only {len(pairs)} "
+                f"(after that no two adjacent tokens remain in any chunk); use vocab_size <= "
+                f"{smallest + len(pairs)} or more text"
+            )
+        ranks = {bytes([b]): b for b in range(256)}
+        merges = []
+        for left, right in pairs:
+            merges.append(((ranks[left], ranks[right]), len(ranks)))
+            ranks[left + right] = len(ranks)
+        tokenizer = cls(ranks, pattern, {name: len(ranks) + i for i, name in enumerate(names)})
+        tokenizer._merges = merges
+        return tokenizer
+
+    # ----------------------------------------------------------------------------------------- encoding
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Encode `text` with no special tokens: "<|endoftext|>" is just text here.
+
+        Each distinct chunk is encoded once (in real text most chunks repeat), then the ids are looked up
+        chunk by chunk. Text the split pattern does not match is dropped, as in tiktoken (the patterns
+        provided match everything). Lone surrogates, which UTF-8 cannot encode, become U+FFFD.
+        """
+        return self._encode_ordinary_texts([text])[0]
+
+    def _encode_ordinary_texts(self, texts: list[str]) -> list[list[int]]:
+        """Encode several texts sharing one table of encoded chunks (the pieces between special tokens)."""
+        chunk_lists = [self._split(text) for text in texts]
+        try:
+            unique = set(chain.from_iterable(chunk_lists))
+            table = {chunk: self._encode_chunk(chunk.encode("utf-8")) for chunk in unique}
+        except UnicodeEncodeError:
+            return self._encode_ordinary_texts([_without_surrogates(text) for text in texts])
+        return [list(chain.from_iterable(map(table.__getitem__, chunks))) for chunks in chunk_lists]
+
+    def _split(self, text: str) -> list[str]:
+        if self._splitter is None:
+            return [text] if text else []
+        return self._splitter.findall(text)
+
+    def _encode_chunk(self, data: bytes) -> list[int]:
+        # A chunk that is itself a token is that token, even where the merges would not reach it: tiktoken
+        # does the same, and it is the common case (most words are one token) made cheap.
+        token = self.ranks.get(data)
+        if token is not None:
+            return [token]
+        return [self.ranks[part] for part in merge_chunk(data, self.ranks)]
+
+    def encode(
+        self, text: str, *, allowed_special: SpecialTokens = "none", disallowed_special: SpecialTokens = "all"
+    ) -> list[int]:
+        """Encode `text`, turning the allowed special tokens into their ids.
+
+        As in tiktoken: `allowed_special` ("all", "none" or a collection of names) are encoded as their
+        special ids; `disallowed_special` ("all" means every special token not allowed) raise a
+        `TokenizerError` if they occur, because text from users that happens to contain "<|endoftext|>"
+        should not silently end a document. Special tokens neither allowed nor disallowed are encoded as
+        ordinary text.
+        """
+        allowed = self._special_names(allowed_special, "allowed_special")
+        if disallowed_special == "all":
+            disallowed = set(self.special_tokens) - allowed
+        else:
+            disallowed = self._special_names(disallowed_special, "disallowed_special")
+        if disallowed and (found := _special_regex(disallowed).search(text)):
+            raise TokenizerError(
+                f"the text contains the special token {found.group()!r} (at character {found.start()}); "
+                f"pass allowed_special={{{found.group()!r}}} to encode it as id "
+                f"{self.special_tokens[found.group()]}, or disallowed_special='none' to encode it as text"
+            )
+        if not allowed:
+            return self.encode_ordinary(text)
+        pieces, special_ids, start = [], [], 0
+        for found in _special_regex(allowed).finditer(text):
+            pieces.append(text[start : found.start()])
+            special_ids.append(self.special_tokens[found.group()])
+            start = found.end()
+        pieces.append(text[start:])
+        encoded = self._encode_ordinary_texts(pieces)
+        ids = encoded[0]
+        for special_id, piece_ids in zip(special_ids, encoded[1:], strict=True):
+            ids.append(special_id)
+            ids += piece_ids
+        return ids
+
+    def _special_names(self, spec: SpecialTokens, argument: str) -> set[str]:
+        if spec == "all":
+            return set(self.special_tokens)
+        if spec == "none":
+            return set()
+        if isinstance(spec, str):
+            raise TokenizerError(f"{argument} must be 'all', 'none' or a set of names, got the string {spec!r}")
+        unknown = set(spec) - set(self.special_tokens)
+        if unknown:
+            raise TokenizerError(
+                f"{argument} names {sorted(unknown)}, which are not special tokens of this tokenizer "
+                f"(it has {sorted(self.special_tokens) or 'none'})"
+            )
+        return set(spec)
+
+    # ----------------------------------------------------------------------------------------- decoding
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The bytes of the tokens `ids`, joined (special tokens give their names' UTF-8)."""
+        ids = list(ids)
+        try:
+            return b"".join(map(self._decoder.__getitem__, ids))
+        except (KeyError, TypeError):
+            pass
+        try:  # ids from a tensor or array: compare by value
+            return b"".join(self._decoder[int(i)] for i in ids)
+        except (KeyError, TypeError, ValueError):
+            bad = next((i for i in ids if not _is_int(i) or int(i) not in self._decoder), None)
+            raise TokenizerError(f"id {bad!r} is not in this tokenizer's vocabulary") from None
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of `ids`; bytes that are not valid UTF-8 (e.g. half a character) become U+FFFD."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    # ----------------------------------------------------------------------------------------- inspecting
+
+    @property
+    def vocab_size(self) -> int:
+        """One more than the largest id: the size of an embedding table for these ids."""
+        return self._vocab_size
+
+    @property
+    def merges(self) -> list[Merge]:
+        """The merges in order, as ((left id, right id), new id).
+
+        For a published rank table they are recovered from the ranks the first time they are asked for
+        (a second or so for GPT-4's 100k tokens).
+        """
+        if self._merges is None:
+            self._merges = [
+                ((self.ranks[left], self.ranks[right]), self.ranks[left + right])
+                for left, right in recover_merges(self.ranks)
+            ]
+        return self._merges
+
+    def __repr__(self) -> str:
+        names = {GPT2_SPLIT_PATTERN: "GPT2_SPLIT_PATTERN", GPT4_SPLIT_PATTERN: "GPT4_SPLIT_PATTERN", None: "None"}
+        pattern = names.get(self.pattern, repr(self.pattern))
+        return (
+            f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.ranks) - 256}, "
+            f"special_tokens={len(self.special_tokens)}, pattern={pattern})"
+        )
+
+    # ----------------------------------------------------------------------------------------- saving
+
+    def to_dict(self) -> dict[str, Any]:
+        """A description made of plain str/int/list values (for checkpoints loaded with weights_only=True)."""
+        if any(len(self.vocab.get(i, b"")) != 1 for i in range(256)):
+            raise TokenizerError("only vocabularies whose ids 0..255 are the single bytes can be saved")
+        merges = self.merges
+        if [new_id for _, new_id in merges] != list(range(256, 256 + len(merges))):
+            raise TokenizerError("only vocabularies with consecutive ids can be saved as merges")
+        return {
+            "type": "bpe",
+            "format": bpe_files.FORMAT,
+            "version": bpe_files.VERSION,
+            "pattern": self.pattern,
+            "byte_order": [self.vocab[i][0] for i in range(256)],
+            "special_tokens": [[name, i] for name, i in sorted(self.special_tokens.items(), key=lambda x: x[1])],
+            "merges": [[left, right] for (left, right), _ in merges],
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> BPETokenizer:
+        """Rebuild a tokenizer from `to_dict()` output."""
+        if not isinstance(state, dict) or state.get("format") != bpe_files.FORMAT:
+            raise TokenizerError("not a scratchlm BPE tokenizer description")
+        if state.get("version") != bpe_files.VERSION:
+            raise TokenizerError(f"BPE tokenizer version {state.get('version')!r} is not supported")
+        pattern, byte_order = state.get("pattern"), state.get("byte_order")
+        special_tokens, merges = state.get("special_tokens"), state.get("merges")
+        if not (
+            (pattern is None or isinstance(pattern, str))
+            and isinstance(byte_order, list)
+            and isinstance(merges, list)
+            and isinstance(special_tokens, list)
+            and all(isinstance(s, (list, tuple)) and len(s) == 2 for s in special_tokens)
+        ):
+            raise TokenizerError("malformed BPE tokenizer description (pattern, byte_order, merges, special_tokens)")
+        return cls._from_state(state, lambda n: f"merge {n}")
+
+    @classmethod
+    def _from_state(cls, state: dict[str, Any], where) -> BPETokenizer:
+        ranks = bpe_files.ranks_from_merges(state["byte_order"], state["merges"], where)
+        tokenizer = cls(ranks, state["pattern"], {name: i for name, i in state["special_tokens"]})
+        tokenizer._merges = [((a, b), 256 + n) for n, (a, b) in enumerate(state["merges"])]
+        return tokenizer
+
+    def save(self, path: str | Path) -> None:
+        """Write the tokenizer in the `scratchlm-bpe v1` text format (see `bpe_files`), atomically."""
+        bpe_files.write_bpe_file(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> BPETokenizer:
+        """Read a file written by `save`; a malformed file raises `TokenizerError` naming the line."""
+        state, first_merge_line = bpe_files.read_bpe_file(path)
+        return cls._from_state(state, lambda n: f"{path}, line {first_merge_line + n}")
+
+    # ----------------------------------------------------------------------------------------- other formats
+
+    @classmethod
+    def from_tiktoken_file(
+        cls, path: str | Path, pattern: str | None, special_tokens: Mapping[str, int] | None = None
+    ) -> BPETokenizer:
+        """Load a tiktoken rank file (`BASE64 RANK` per line), e.g. GPT-2's r50k_base.tiktoken."""
+        return cls(bpe_files.read_tiktoken_ranks(path), pattern, special_tokens)
+
+    @classmethod
+    def from_pretrained(cls, name: str) -> BPETokenizer:
+        """GPT-2's ("r50k_base") or GPT-4's ("cl100k_base") tokenizer, fetched with `scratchlm.data.fetch`."""
+        if name not in PRETRAINED:
+            raise TokenizerError(f"unknown pretrained tokenizer {name!r}; known: {', '.join(PRETRAINED)}")
+        from scratchlm.data import fetch  # imported here: the data module needs torch, tokenizers do not
+
+        pattern, special_tokens = PRETRAINED[name]
+        return cls.from_tiktoken_file(fetch(name), pattern, special_tokens)
+
+    def to_tiktoken(self, name: str | None = None):
+        """The same tokenizer as a `tiktoken.Encoding` (same ids for every text; tiktoken must be installed)."""
+        import tiktoken
+
+        return tiktoken.Encoding(
+            name or f"scratchlm_bpe_{self.vocab_size}",
+            pat_str=self.pattern if self.pattern is not None else r"[\s\S]+",
+            mergeable_ranks=dict(self.ranks),
+            special_tokens=dict(self.special_tokens),
+        )
+
+
+def count_chunks(text: str, splitter: regex.Pattern | None, special_tokens: Collection[str] = ()) -> dict[bytes, int]:
+    """How often each distinct chunk occurs in `text`, as UTF-8 bytes (special tokens are cut out first)."""
+    text = _without_surrogates(text)
+    pieces = _special_regex(special_tokens).split(text) if special_tokens else [text]
+    counts: Counter[str] = Counter()
+    for piece in pieces:
+        if splitter is None:
+            counts[piece] += 1
+        else:
+            counts.update(splitter.findall(piece))
+    return {chunk.encode("utf-8"): count for chunk, count in counts.items() if chunk}
+
+
+def _compile(pattern: str | None) -> regex.Pattern | None:
+    if pattern is None:
+        return None
+    if not isinstance(pattern, str):
+        raise TokenizerError(f"the split pattern must be a string or None, got {type(pattern).__name__}")
+    try:
+        return regex.compile(pattern)
+    except regex.error as e:
+        raise TokenizerError(f"invalid split pattern {pattern[:60]!r}: {e}") from None
+
+
+def _special_regex(names: Collection[str]) -> regex.Pattern:
+    # longest first, so that a special token that starts another one does not hide it
+    return regex.compile("|".join(regex.escape(name) for name in sorted(names, key=len, reverse=True)))
+
+
+def _check_special_names(names: Sequence[str]) -> None:
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise TokenizerError(f"a special token must be a non-empty string, got {name!r}")
+    if len(set(names)) != len(names):
+        raise TokenizerError(f"special tokens must be distinct, got {list(names)}")
+
+
+def _check_special_tokens(special_tokens: Mapping[str, int], vocab: Mapping[int, bytes]) -> None:
+    _check_special_names(list(special_tokens))
+    for name, token_id in special_tokens.items():
+        if not _is_int(token_id) or token_id < 0:
+            raise TokenizerError(f"special token {name!r} needs a non-negative integer id, got {token_id!r}")
+        if token_id in vocab:
+            raise TokenizerError(f"special token {name!r} has id {token_id}, which is already {vocab[token_id]!r}")
+    if len(set(special_tokens.values())) != len(special_tokens):
+        raise TokenizerError(f"two special tokens have the same id: {special_tokens}")
+
+
+def _without_surrogates(text: str) -> str:
+    """Replace lone surrogates (which UTF-8 cannot encode) with U+FFFD, keeping valid surrogate pairs."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
