@@ -9,7 +9,7 @@ Encoding has three steps:
 The vocabulary is a rank table, token bytes -> id, exactly as in tiktoken. That is why the same class encodes
 with OpenAI's published GPT-2/GPT-4 ranks (`from_tiktoken_file`) and with the merges we learn (`train`), and
 why any of our tokenizers can be handed to tiktoken (`to_tiktoken`) and give the same ids. (One caveat:
-the split patterns use Unicode properties such as \p{L}; the `regex` package may know code points assigned in
+the split patterns use Unicode properties (letter, number); the `regex` package may know code points assigned in
 a newer Unicode version than tiktoken's engine does, and text with such characters can split differently.)
 
 Decoding joins the bytes of the ids. Arbitrary ids need not form valid UTF-8 (a token can hold half of a
