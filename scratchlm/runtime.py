@@ -20,6 +20,7 @@ Mode = Literal["smoke", "cpu", "gpu"]
 
 SMOKE_ENV = "SCRATCHLM_SMOKE"
 DEVICE_ENV = "SCRATCHLM_DEVICE"
+THREADS_ENV = "SCRATCHLM_THREADS"
 
 
 def get_device(preferred: str | None = None) -> torch.device:
@@ -81,11 +82,17 @@ def pick(smoke: T, cpu: T, gpu: T | None = None, device: torch.device | None = N
 
 
 def configure_threads(max_threads: int | None = None) -> int:
-    """Use at most `max_threads` intra-op threads (default: all physical cores, capped at 8).
+    """Use at most `max_threads` intra-op threads (default: every logical CPU, capped at 8).
 
-    For the small models of this course more threads than cores only add synchronisation overhead.
+    For the small models of this course more threads than CPUs only add synchronisation overhead, and on a
+    machine shared with other jobs even one thread per CPU can be much slower than one thread in all:
+    SCRATCHLM_THREADS=N overrides the default (not an explicit `max_threads`).
     """
     cores = os.cpu_count() or 1
+    if max_threads is None and (env := os.environ.get(THREADS_ENV, "").strip()):
+        if not env.isdigit() or int(env) < 1:
+            raise ConfigError(f"{THREADS_ENV} must be a positive integer, got {env!r}")
+        max_threads = int(env)
     n = max(1, min(max_threads or 8, cores))
     torch.set_num_threads(n)
     return n

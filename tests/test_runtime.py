@@ -60,3 +60,15 @@ def test_configure_threads_caps_at_the_core_count():
         assert 1 <= runtime.configure_threads(1000) <= (runtime.os.cpu_count() or 1)
     finally:
         torch.set_num_threads(before)
+
+
+def test_threads_from_the_environment(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv(runtime.THREADS_ENV, "1")
+        assert runtime.configure_threads() == 1 == torch.get_num_threads()
+        monkeypatch.setenv(runtime.THREADS_ENV, "zero")
+        with pytest.raises(ConfigError, match="SCRATCHLM_THREADS"):
+            runtime.configure_threads()
+    finally:
+        torch.set_num_threads(before)
