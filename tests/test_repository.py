@@ -95,6 +95,6 @@ def test_runtime_requirements_cover_the_package_dependencies():
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
 def test_ruff_clean():
     result = subprocess.run(
-        ["ruff", "check", "scratchlm", "tests", "lessons_src", "bench"], capture_output=True, text=True, cwd=ROOT
+        ["ruff", "check", "."], capture_output=True, text=True, cwd=ROOT
     )
     assert result.returncode == 0, result.stdout + result.stderr
