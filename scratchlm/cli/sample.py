@@ -1,0 +1,80 @@
+"""`python -m scratchlm sample`: continue a prompt with a trained checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from scratchlm import checkpoint
+from scratchlm.cli.args import non_negative_float, positive_int
+from scratchlm.errors import ConfigError
+from scratchlm.generation import generate
+from scratchlm.runtime import configure_threads, get_device
+
+
+def _top_p(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sample",
+        help="generate text from a trained checkpoint",
+        description=(
+            "Load a checkpoint written by 'train' and continue a prompt. Temperature 0 is greedy decoding; "
+            "--top-k and --top-p restrict sampling to the most likely tokens. The same --seed gives the same text."
+        ),
+    )
+    p.add_argument(
+        "--ckpt", metavar="PATH", default="out", help="checkpoint file, or the folder holding ckpt.pt (default: out/)"
+    )
+    p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=500, help="tokens to generate (default: 500)")
+    p.add_argument(
+        "--temperature", type=non_negative_float, default=1.0, help="softmax temperature; 0 = greedy (default: 1.0)"
+    )
+    p.add_argument("--top-k", type=positive_int, help="sample among the k most likely tokens only")
+    p.add_argument("--top-p", type=_top_p, help="sample from the smallest set of tokens with this much probability")
+    p.add_argument("--seed", type=int, help="random seed, for reproducible samples")
+    p.add_argument("--num-samples", type=positive_int, default=1, help="independent samples (default: 1)")
+    p.add_argument("--device", help="auto (default), cpu, cuda or mps")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="recompute the whole context for every token instead of using a KV cache (same text, slower)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_threads()
+    device = get_device(args.device)
+    model, tokenizer = checkpoint.load_model(args.ckpt, device=device)
+    if not args.prompt:
+        raise ConfigError("the prompt is empty: give at least one character to start from")
+    ids = tokenizer.encode(args.prompt)
+    if not ids:
+        raise ConfigError("the prompt encodes to no tokens")
+    prompts = torch.tensor([ids] * args.num_samples, dtype=torch.long, device=device)
+    out = generate(
+        model,
+        prompts,
+        args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        use_cache=not args.no_cache,
+    )
+    for i, row in enumerate(out.tolist()):
+        if i:
+            print("-" * 40)
+        print(tokenizer.decode(row))
+    return 0

@@ -1,0 +1,114 @@
+import pytest
+import torch
+
+from scratchlm.cli import main
+
+
+@pytest.fixture
+def text_file(tmp_path, tiny_text):
+    path = tmp_path / "tiny.txt"
+    path.write_text(tiny_text, encoding="utf-8")
+    return str(path)
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err
+
+
+SMALL = ["--preset", "smoke", "--max-iters", "12", "--eval-interval", "6", "--eval-iters", "2", "--no-progress"]
+
+
+def test_train_then_sample(tmp_path, text_file, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "--data", text_file, "--out", str(out), "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "step 12: train loss" in printed and "sample:" in printed
+    assert (out / "ckpt.pt").is_file() and (out / "metrics.jsonl").is_file()
+
+    args = ["sample", "--ckpt", str(out), "--prompt", "To be", "--max-new-tokens", "20", "--seed", "1"]
+    assert main([*args, "--num-samples", "2", "--top-k", "5", "--top-p", "0.9"]) == 0
+    samples = capsys.readouterr().out.split("-" * 40 + "\n")
+    assert len(samples) == 2 and all(s.startswith("To be") for s in samples)
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main(args) == 0
+    assert capsys.readouterr().out == first  # same seed, same text
+    assert (
+        main(["sample", "--ckpt", str(out / "ckpt.pt"), "--prompt", "T", "--temperature", "0", "--max-new-tokens", "5"])
+        == 0
+    )
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path, text_file, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", *SMALL, "--data", text_file, "--out", out]) == 0
+    assert main(["train", *SMALL, "--max-iters", "18", "--data", text_file, "--out", out, "--resume"]) == 0
+    assert "step 18:" in capsys.readouterr().out
+    ckpt = torch.load(f"{out}/ckpt.pt", weights_only=True)
+    assert ckpt["step"] == 18
+
+
+def test_train_on_tinyshakespeare_by_default(tmp_path, capsys):
+    assert main(["train", "--preset", "smoke", "--max-iters", "2", "--eval-iters", "1", "--no-progress",
+                 "--out", str(tmp_path)]) == 0  # fmt: skip
+    assert "sample:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["train", "--preset", "tpu"], "unknown preset 'tpu'; choose one of: smoke, cpu, gpu"),
+        (["train", "--preset", "smoke", "--n-embd", "100", "--n-head", "3"], "n_embd=100 is not divisible by n_head=3"),
+        (["train", "--preset", "smoke", "--dropout", "1.5"], "dropout must be in [0, 1)"),
+        (["train", "--preset", "smoke", "--data", "/no/such/file.txt"], "no such data file"),
+        (["train", "--preset", "smoke", "--device", "tpu"], "unknown device 'tpu'"),
+    ],
+)
+def test_bad_training_input_is_one_line_exit_2(args, expected, capsys, tmp_path):
+    assert main([*args, "--out", str(tmp_path)]) == 2
+    assert expected in one_error_line(capsys)
+
+
+def test_resume_without_checkpoint(tmp_path, capsys):
+    assert main(["train", "--preset", "smoke", "--out", str(tmp_path / "empty"), "--resume"]) == 2
+    assert "no checkpoint at" in one_error_line(capsys)
+
+
+def test_bad_flag_value_is_one_line_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--n-embd", "-4"])
+    assert exit_.value.code == 2
+    assert "must be positive" in one_error_line(capsys)
+
+
+def test_sample_missing_checkpoint(tmp_path, capsys):
+    assert main(["sample", "--ckpt", str(tmp_path / "nowhere")]) == 2
+    assert "no checkpoint at" in one_error_line(capsys)
+
+
+def test_sample_foreign_checkpoint(tmp_path, capsys):
+    torch.save({"weight": torch.zeros(3)}, tmp_path / "foreign.pt")
+    assert main(["sample", "--ckpt", str(tmp_path / "foreign.pt")]) == 2
+    assert "not a scratchlm checkpoint" in one_error_line(capsys)
+    (tmp_path / "garbage.pt").write_bytes(b"\x00not a checkpoint at all" * 10)
+    assert main(["sample", "--ckpt", str(tmp_path / "garbage.pt")]) == 2
+    assert "not a readable checkpoint" in one_error_line(capsys)
+
+
+def test_sample_prompt_outside_the_vocabulary(tmp_path, text_file, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", *SMALL, "--max-iters", "1", "--data", text_file, "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["sample", "--ckpt", out, "--prompt", "Zebra €"]) == 2
+    assert "is not in this tokenizer's vocabulary" in one_error_line(capsys)
+
+
+def test_help_explains_the_flags(capsys):
+    for command, flags in (("train", ["--preset", "--n-embd", "--resume", "--out"]), ("sample", ["--top-p", "--seed"])):
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        assert exit_.value.code == 0
+        text = capsys.readouterr().out
+        assert all(flag in text for flag in flags)

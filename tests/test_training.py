@@ -1,0 +1,177 @@
+import itertools
+import json
+import math
+
+import pytest
+import torch
+
+from scratchlm.errors import CheckpointError, ConfigError
+from scratchlm.training import PRESETS, TrainConfig, lr_at, param_groups, preset, train
+
+
+@pytest.fixture
+def text_file(tmp_path, tiny_text):
+    path = tmp_path / "tiny.txt"
+    path.write_text(tiny_text, encoding="utf-8")
+    return str(path)
+
+
+def tiny_config(data: str, **overrides) -> TrainConfig:
+    base = dict(
+        data=data, n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=30,
+        learning_rate=1e-2, min_lr=1e-3, warmup_iters=3, eval_interval=10, eval_iters=2, progress=False,
+    )  # fmt: skip
+    return TrainConfig(**{**base, **overrides})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(n_embd=100, n_head=3), "n_embd=100 is not divisible by n_head=3"),
+        (dict(batch_size=0), "batch_size must be a positive integer, got 0"),
+        (dict(max_iters=-1), "max_iters must be a non-negative integer, got -1"),
+        (dict(learning_rate=0.0), "learning_rate must be positive"),
+        (dict(min_lr=0.1, learning_rate=0.01), "min_lr must be in [0, learning_rate=0.01]"),
+        (dict(dropout=1.5), "dropout must be in [0, 1)"),
+        (dict(betas=(0.9,)), "betas must be two numbers in [0, 1)"),
+        (dict(grad_clip=-1.0), "grad_clip must be >= 0"),
+        (dict(weight_decay=float("nan")), "weight_decay must be a number"),
+        (dict(dtype="float16"), "dtype must be one of auto, float32, bfloat16"),
+        (dict(resume=True), "resume=True needs out_dir"),
+        (dict(val_fraction=1.0), "val_fraction must be between 0 and 1"),
+    ],
+)
+def test_config_validation_messages(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        TrainConfig(**overrides)
+    assert message in str(error.value)
+
+
+def test_presets():
+    assert set(PRESETS) == {"smoke", "cpu", "gpu"}
+    gpu = preset("gpu")
+    assert (gpu.n_layer, gpu.n_head, gpu.n_embd, gpu.block_size, gpu.batch_size) == (6, 6, 384, 256, 64)
+    assert (gpu.dropout, gpu.max_iters, gpu.learning_rate, gpu.min_lr, gpu.warmup_iters) == (0.2, 5000, 1e-3, 1e-4, 100)
+    assert TrainConfig.preset("smoke", max_iters=3).max_iters == 3
+    with pytest.raises(ConfigError, match="unknown preset 'tpu'; choose one of: smoke, cpu, gpu"):
+        preset("tpu")
+    with pytest.raises(ConfigError, match="unknown TrainConfig field"):
+        preset("cpu", n_layers=3)
+    with pytest.raises(ConfigError, match="not divisible"):
+        preset("cpu", n_embd=130)
+
+
+def test_lr_schedule_warmup_cosine_floor():
+    config = TrainConfig(learning_rate=1.0, min_lr=0.1, warmup_iters=10, max_iters=110)
+    lrs = [lr_at(step, config) for step in range(130)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a < b for a, b in itertools.pairwise(lrs[:10]))  # warmup rises
+    assert all(a >= b for a, b in itertools.pairwise(lrs[9:111]))  # cosine falls
+    assert lrs[60] == pytest.approx(0.55)  # halfway through the decay: the mean of max and min
+    assert lrs[110:] == [0.1] * 20
+
+
+def test_weight_decay_only_on_matrices():
+    from scratchlm.model import GPT, GPTConfig
+
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    decay, no_decay = param_groups(model, 0.1)
+    assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    assert sum(p.numel() for p in decay["params"] + no_decay["params"]) == model.num_parameters()
+
+
+def test_smoke_run_reduces_loss_and_logs_metrics(text_file, tmp_path):
+    out = tmp_path / "run"
+    result = train(tiny_config(text_file, out_dir=str(out)))
+    assert [m["step"] for m in result.metrics] == [0, 10, 20, 30]
+    first, last = result.metrics[0], result.metrics[-1]
+    assert first["val_loss"] == pytest.approx(math.log(result.tokenizer.vocab_size), abs=0.3)
+    assert last["val_loss"] < first["val_loss"] - 0.5
+    assert len(result.step_losses) == 30
+    assert {"step", "train_loss", "val_loss", "lr", "tokens", "tokens_per_s", "elapsed_s"} <= set(last)
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert logged == result.metrics
+    assert result.checkpoint_path == out / "ckpt.pt" and result.checkpoint_path.is_file()
+
+
+def test_resume_is_exact_with_dropout(text_file, tmp_path):
+    """N steps, a checkpoint, N more steps == 2N steps in one go (weights, every loss)."""
+    common = dict(dropout=0.2, lr_decay_iters=12, eval_interval=4, grad_accum_steps=2)
+    straight = train(tiny_config(text_file, max_iters=12, **common))
+
+    out = str(tmp_path / "run")
+    train(tiny_config(text_file, max_iters=6, out_dir=out, **common))
+    torch.manual_seed(999)  # whatever happens between the two runs must not matter
+    resumed = train(tiny_config(text_file, max_iters=12, out_dir=out, resume=True, **common))
+
+    assert resumed.step_losses == straight.step_losses
+    resumed_val = {m["step"]: m["val_loss"] for m in resumed.metrics}
+    assert [m["step"] for m in resumed.metrics] == [0, 4, 6, 8, 12]  # 6: where the first run stopped
+    assert all(resumed_val[m["step"]] == m["val_loss"] for m in straight.metrics)
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_resume_checks_the_architecture(text_file, tmp_path):
+    out = str(tmp_path / "run")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        train(tiny_config(text_file, out_dir=out, resume=True))
+    train(tiny_config(text_file, max_iters=2, out_dir=out))
+    with pytest.raises(ConfigError, match="n_embd=16 \\(now 32\\)"):
+        train(tiny_config(text_file, max_iters=4, n_embd=32, out_dir=out, resume=True))
+
+
+def test_grad_accumulation_matches_a_bigger_batch(text_file):
+    """Two micro-batches of 4 give the same update as the same 8 sequences in one batch (no dropout)."""
+    from scratchlm import training
+
+    a = train(tiny_config(text_file, max_iters=1, batch_size=4, grad_accum_steps=2, eval_iters=1))
+    real_get_batch = training.get_batch
+    calls = []
+
+    def paired_batches(data, block_size, batch_size, generator, device):
+        # draw the same 8 windows the accumulating run drew, as one batch of 8
+        x1, y1 = real_get_batch(data, block_size, 4, generator, device)
+        x2, y2 = real_get_batch(data, block_size, 4, generator, device)
+        calls.append(batch_size)
+        return torch.cat([x1, x2]), torch.cat([y1, y2])
+
+    training.get_batch = paired_batches
+    try:
+        b = train(tiny_config(text_file, max_iters=1, batch_size=8, eval_iters=1))
+    finally:
+        training.get_batch = real_get_batch
+    for (name, p), q in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_too_little_data_is_a_config_error(tmp_path):
+    path = tmp_path / "short.txt"
+    path.write_text("just a few characters", encoding="utf-8")
+    with pytest.raises(ConfigError, match="too few for block_size=16"):
+        train(tiny_config(str(path)))
+
+
+def test_saved_tokenizer_file_is_used(text_file, tmp_path, tiny_text):
+    from scratchlm.tokenizers.char import CharTokenizer
+
+    wide = CharTokenizer.from_text(tiny_text + "XYZ")
+    wide.save(tmp_path / "tok.json")
+    result = train(tiny_config(text_file, max_iters=1, tokenizer=str(tmp_path / "tok.json")))
+    assert result.tokenizer.vocab_size == wide.vocab_size == result.model.config.vocab_size
+
+
+def test_tinyshakespeare_through_the_registry():
+    result = train(preset("smoke", max_iters=2, eval_iters=1, progress=False))
+    assert result.tokenizer.vocab_size == 65
+
+
+def test_bpe_tokenizer_file_is_detected_and_travels_in_the_checkpoint(text_file, tmp_path, tiny_text):
+    from scratchlm import checkpoint
+    from scratchlm.tokenizers import BPETokenizer
+
+    BPETokenizer.train(tiny_text, 300, progress=False).save(tmp_path / "bpe.tok")
+    out = tmp_path / "run"
+    result = train(tiny_config(text_file, max_iters=1, tokenizer=str(tmp_path / "bpe.tok"), out_dir=str(out)))
+    assert isinstance(result.tokenizer, BPETokenizer) and result.model.config.vocab_size == 300
+    assert checkpoint.load(out).build_tokenizer().encode("To be") == result.tokenizer.encode("To be")
