@@ -10,8 +10,6 @@ Tiny Shakespeare; the ids must be identical.
 
 Each figure is the best of --repeats runs (time.perf_counter), so that other work on the machine inflates
 it as little as possible. Our encoder keeps no cache between calls, so every repeat does the full work.
-torch is never imported: `scratchlm/__init__.py` imports the model (and torch), so this script loads
-`scratchlm.tokenizers` without running it, and asks a subprocess for the data files' paths.
 """
 
 from __future__ import annotations
@@ -19,34 +17,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import time
-import types
 from collections import Counter
 from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def import_tokenizers_without_torch():
-    """Import `scratchlm.tokenizers` with an empty stand-in for the `scratchlm` package module."""
-    if "scratchlm" not in sys.modules:
-        package = types.ModuleType("scratchlm")
-        package.__path__ = [str(ROOT / "scratchlm")]
-        sys.modules["scratchlm"] = package
-    import scratchlm.tokenizers as tokenizers
-
-    return tokenizers
-
-
-def data_paths(*names: str) -> list[Path]:
-    """`scratchlm.data.fetch` for each name, run in a subprocess because the data module imports torch."""
-    code = f"from scratchlm.data import fetch\nfor name in {list(names)!r}: print(fetch(name))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
-    return [Path(line) for line in out.stdout.splitlines()]
+import scratchlm.tokenizers as tok
+from scratchlm.data import fetch
 
 
 def best_of(repeats: int, fn: Callable[[], object]) -> tuple[float, object]:
@@ -121,11 +100,10 @@ def main() -> int:
     parser.add_argument("--naive-merges", type=int, default=3, help="0 skips the textbook trainer")
     args = parser.parse_args()
 
-    tok = import_tokenizers_without_torch()
     import tiktoken
     import tokenizers as hf_tokenizers
 
-    text_path, r50k_path, cl100k_path = data_paths("tinyshakespeare", "r50k_base", "cl100k_base")
+    text_path, r50k_path, cl100k_path = (fetch(name) for name in ("tinyshakespeare", "r50k_base", "cl100k_base"))
     text = text_path.read_text(encoding="utf-8")
     megabytes = len(text.encode("utf-8")) / 1e6
     print(
@@ -160,8 +138,6 @@ def main() -> int:
             f"time scratchlm / tiktoken = {ours_s / ref_s:.2f}x ({n_ids} identical ids)"
         )
 
-    assert "torch" not in sys.modules, "torch was imported and may have skewed the timings"
-    print("\ntorch imported: no")
     return 0
 
 
