@@ -1,0 +1,193 @@
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scratchlm import checkpoint
+from scratchlm.errors import ConfigError
+from scratchlm.model import GPT, GPTConfig
+from scratchlm.rope import apply_rope, apply_rope_complex, rope_cache
+from scratchlm.training import TrainConfig
+
+TINY = dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """Tiny models gain nothing from a second thread, and on a machine shared with other jobs they lose a lot."""
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("SCRATCHLM_THREADS", "1")  # what the CLI's configure_threads() will use
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def rotate(x: torch.Tensor, position: int, base: float = 10000.0) -> torch.Tensor:
+    """x (..., D) as if it sat at `position`, through the table the model uses."""
+    cos, sin = rope_cache(x.size(-1), position + 1, base, dtype=torch.float64)
+    return apply_rope(x.view(1, 1, 1, -1), cos[position:], sin[position:]).view(x.shape)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    m=st.integers(0, 300),
+    n=st.integers(0, 300),
+    shifts=st.lists(st.integers(0, 500), min_size=1, max_size=4),
+    half=st.integers(1, 16),
+    seed=st.integers(0, 2**16),
+)
+def test_score_depends_only_on_the_offset(m, n, shifts, half, seed):
+    gen = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(2, 2 * half, generator=gen, dtype=torch.float64)
+    score = rotate(q, m) @ rotate(k, n)
+    for s in shifts:
+        torch.testing.assert_close(rotate(q, m + s) @ rotate(k, n + s), score)
+
+
+def test_the_score_does_change_with_the_offset():
+    q, k = torch.randn(2, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    scores = {round((rotate(q, 10) @ rotate(k, n)).item(), 9) for n in range(10)}
+    assert len(scores) == 10
+
+
+@pytest.mark.parametrize("start", [0, 5])
+@pytest.mark.parametrize("base", [10000.0, 500.0])
+def test_apply_rope_equals_the_complex_form(start, base):
+    x = torch.randn(2, 3, 7, 8, generator=torch.Generator().manual_seed(1))
+    cos, sin = rope_cache(8, start + 7, base)
+    ours = apply_rope(x, cos[start:], sin[start:])
+    torch.testing.assert_close(ours, apply_rope_complex(x, torch.arange(start, start + 7), base))
+    # and the complex form is literally view_as_complex(x) * exp(i * theta * position)
+    theta = base ** (-torch.arange(0, 8, 2, dtype=torch.float64) / 8)
+    angles = torch.arange(start, start + 7, dtype=torch.float64)[:, None] * theta
+    expected = torch.view_as_real(torch.view_as_complex(x.double().reshape(2, 3, 7, 4, 2)) * torch.exp(1j * angles))
+    torch.testing.assert_close(ours, expected.flatten(-2).float())
+
+
+def test_pairs_are_interleaved_and_pair_i_turns_at_base_to_the_minus_2i_over_d():
+    D, position, base = 8, 3, 10000.0
+    for i in range(D // 2):
+        x = torch.zeros(1, 1, 1, D)
+        x[..., 2 * i] = 1.0  # the real part of pair i
+        cos, sin = rope_cache(D, position + 1, base)
+        out = apply_rope(x, cos[position:], sin[position:]).flatten()
+        angle = position * base ** (-2 * i / D)
+        expected = torch.zeros(D)
+        expected[2 * i], expected[2 * i + 1] = math.cos(angle), math.sin(angle)
+        torch.testing.assert_close(out, expected)
+
+
+def test_position_zero_is_the_identity_and_norms_are_kept():
+    x = torch.randn(2, 2, 6, 16)
+    cos, sin = rope_cache(16, 6)
+    assert torch.equal(apply_rope(x[:, :, :1], cos[:1], sin[:1]), x[:, :, :1])
+    torch.testing.assert_close(apply_rope(x, cos, sin).norm(dim=-1), x.norm(dim=-1))
+
+
+def test_rope_cache_shapes_and_dtype():
+    cos, sin = rope_cache(16, 10, dtype=torch.float64)
+    assert cos.shape == sin.shape == (10, 8) and cos.dtype == torch.float64
+    torch.testing.assert_close(cos**2 + sin**2, torch.ones(10, 8, dtype=torch.float64))
+    with pytest.raises(ConfigError, match="head size must be even"):
+        rope_cache(7, 10)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(pos_embedding="alibi"), "pos_embedding must be one of learned, rope, got 'alibi'"),
+        (dict(pos_embedding="rope", n_embd=18, n_head=2), "head size must be even: n_embd=18 / n_head=2 = 9"),
+        (dict(pos_embedding="rope", rope_base=1.0), "rope_base must be a number > 1"),
+    ],
+)
+def test_config_validation_messages(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        GPTConfig(**{**TINY, **overrides})
+    assert message in str(error.value)
+
+
+def test_rope_model_has_no_position_embedding_parameter():
+    torch.manual_seed(0)
+    rope, learned = GPT(GPTConfig(**TINY, pos_embedding="rope")), GPT(GPTConfig(**TINY))
+    assert "wpe" not in rope.transformer and not any("wpe" in name for name, _ in rope.named_parameters())
+    assert learned.num_parameters() - rope.num_parameters() == 8 * 16  # block_size x n_embd
+    assert rope.num_parameters(non_embedding=True) == learned.num_parameters(non_embedding=True)
+    assert "rope_cos" not in rope.state_dict()  # a fixed table, rebuilt rather than saved
+
+
+def test_rope_model_is_causal_and_trains():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**TINY, pos_embedding="rope"))
+    idx = torch.randint(0, 11, (2, 8))
+    changed = idx.clone()
+    changed[:, 5] = (idx[:, 5] + 1) % 11
+    model.eval()
+    torch.testing.assert_close(model(idx)[0][:, :5], model(changed)[0][:, :5])
+    _, loss = model.train()(idx, idx)
+    loss.backward()
+    assert model.transformer.h[0].attn.c_attn.weight.grad.abs().sum() > 0
+
+
+def test_rope_model_can_run_past_block_size_but_learned_cannot():
+    torch.manual_seed(0)
+    rope = GPT(GPTConfig(**TINY, pos_embedding="rope")).eval()
+    long = torch.randint(0, 11, (1, 12))
+    logits, _ = rope(long)  # angles for positions >= block_size are computed on the fly
+    torch.testing.assert_close(logits[:, :8], rope(long[:, :8])[0])
+    with pytest.raises(ConfigError, match="block_size is 8"):
+        GPT(GPTConfig(**TINY))(long)
+
+
+def test_checkpoint_round_trips_the_new_fields(tmp_path):
+    torch.manual_seed(0)
+    config = GPTConfig(**{**TINY, "n_head": 4}, pos_embedding="rope", n_kv_head=2, rope_base=500.0)
+    model = GPT(config).eval()
+    checkpoint.save(tmp_path, model)
+    loaded = checkpoint.load(tmp_path).build_model()
+    assert loaded.config == config
+    idx = torch.randint(0, 11, (2, 8))
+    assert torch.equal(loaded(idx)[0], model(idx)[0])
+
+
+def test_checkpoints_from_before_rope_still_load(tmp_path):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**TINY)).eval()
+    path = checkpoint.save(tmp_path, model)
+    payload = torch.load(path, weights_only=True)
+    payload.pop("checksum")
+    for name in ("pos_embedding", "n_kv_head", "rope_base"):  # an older scratchlm did not write these
+        del payload["model_config"][name]
+    payload["checksum"] = checkpoint._digest(payload)
+    torch.save(payload, path)
+    loaded = checkpoint.load(path).build_model()
+    assert loaded.config == model.config and loaded.config.pos_embedding == "learned"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(pos_embedding="sinusoidal"), "pos_embedding must be one of learned, rope"),
+        (dict(n_head=6, n_embd=48, n_kv_head=4), "n_head=6 is not divisible by n_kv_head=4"),
+        (dict(n_kv_head=0), "n_kv_head must be a positive integer, got 0"),
+        (dict(pos_embedding="rope", n_head=2, n_embd=18), "RoPE needs an even head size"),
+    ],
+)
+def test_train_config_validates_the_new_fields(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        TrainConfig(**overrides)
+    assert message in str(error.value)
+
+
+def test_train_config_passes_the_new_fields_to_the_model():
+    config = TrainConfig(pos_embedding="rope", n_kv_head=2).model_config(vocab_size=7)
+    assert (config.pos_embedding, config.n_kv_head, config.kv_heads) == ("rope", 2, 2)
+
+
+def test_hf_conversion_of_a_rope_model_is_a_config_error():
+    pytest.importorskip("transformers")
+    from scratchlm.hf import to_hf
+
+    with pytest.raises(ConfigError, match="learned absolute position embeddings"):
+        to_hf(GPT(GPTConfig(**TINY, pos_embedding="rope")))
