@@ -1,7 +1,9 @@
 """Generation speed (new tokens per second) of `scratchlm.generate` for a `cpu`-preset-sized GPT.
 
-Weights are random (speed does not depend on them). Without a KV cache every new token re-runs the model
-on the whole context (up to block_size tokens), so the time per token grows until the context is full.
+Weights are random (speed does not depend on them). `generate` uses the KV cache by default; once the
+context fills block_size it recomputes the cropped window every step (see `scratchlm.generation`), so
+this measures the speed a user of `python -m scratchlm sample` gets. `bench/kv_cache.py` compares the
+cached and uncached paths side by side.
 
     python bench/generate.py                       # batch 1 and 8, 500 new tokens
     python bench/generate.py --tokens 200 --batch 1 4 16
