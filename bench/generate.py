@@ -29,9 +29,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8)")
     parser.add_argument("--preset", default="cpu", help="model sizes from this training preset (default cpu)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per batch size; the best is kept")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: all cores, at most 8)")
     args = parser.parse_args()
 
-    threads = configure_threads()
+    threads = configure_threads(args.threads)
     config = PRESETS[args.preset].model_config(vocab_size=65)
     torch.manual_seed(0)
     model = GPT(config).eval()

@@ -21,9 +21,7 @@ over the old one, so a crash mid-save leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
-import tempfile
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from scratchlm.errors import CheckpointError, ScratchLMError
+from scratchlm.files import atomic_write
 from scratchlm.model import GPT, GPTConfig
 
 FORMAT = "scratchlm-checkpoint"
@@ -191,35 +190,9 @@ def save(
         "extra": dict(extra or {}),
     }
     payload["checksum"] = _digest(payload)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them the checkpoint
-        os.replace(tmp_name, path)
-    except BaseException as e:
-        Path(tmp_name).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise CheckpointError(f"could not write checkpoint {path}: {e}") from e
-        raise
-    _fsync_dir(path.parent)
+    with atomic_write(path, "wb", error=CheckpointError) as f:
+        torch.save(payload, f)
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (best effort: not every platform can open a folder)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _reason(error: BaseException) -> str:

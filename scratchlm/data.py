@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from scratchlm.errors import ConfigError, DataError
+from scratchlm.files import atomic_write
 
 MIRROR_ENV = "SCRATCHLM_DATA_MIRROR"
 DATA_DIR_ENV = "SCRATCHLM_DATA_DIR"
@@ -87,24 +87,17 @@ def sha256_of(path: Path) -> str:
 
 def _atomic_copy_verified(source_chunks, target: Path, expected_sha256: str, origin: str) -> None:
     """Write chunks to a temporary file next to `target`, check the hash, then rename into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in source_chunks:
-                digest.update(chunk)
-                out.write(chunk)
+    with atomic_write(target, "wb", error=DataError) as out:
+        for chunk in source_chunks:
+            digest.update(chunk)
+            out.write(chunk)
         actual = digest.hexdigest()
-        if actual != expected_sha256:
+        if actual != expected_sha256:  # raising inside the block discards the temporary file
             raise DataError(
                 f"checksum mismatch for {target.name} from {origin}: expected sha256 {expected_sha256}, "
                 f"got {actual}; the file was not cached"
             )
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def _read_file_chunks(path: Path):
@@ -112,17 +105,20 @@ def _read_file_chunks(path: Path):
         yield from iter(lambda: f.read(1 << 20), b"")
 
 
+class _DownloadFailed(Exception):
+    """Not an OSError on purpose: `atomic_write` reports OSErrors as failures to write the file."""
+
+
 def _download_chunks(url: str, label: str):
     try:
-        response = urllib.request.urlopen(url, timeout=30)
+        with urllib.request.urlopen(url, timeout=30) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {label}") as bar:
+                for chunk in iter(lambda: response.read(1 << 16), b""):
+                    bar.update(len(chunk))
+                    yield chunk
     except (urllib.error.URLError, OSError) as e:
-        raise ConnectionError(str(getattr(e, "reason", e))) from e
-    with response:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {label}") as bar:
-            for chunk in iter(lambda: response.read(1 << 16), b""):
-                bar.update(len(chunk))
-                yield chunk
+        raise _DownloadFailed(str(getattr(e, "reason", e))) from e
 
 
 def fetch(name: str, data_dir: Path | str | None = None, mirror: Path | str | None = None) -> Path:
@@ -150,7 +146,7 @@ def fetch(name: str, data_dir: Path | str | None = None, mirror: Path | str | No
 
     try:
         _atomic_copy_verified(_download_chunks(entry.url, entry.filename), target, entry.sha256, entry.url)
-    except ConnectionError as e:
+    except _DownloadFailed as e:
         where = f" (mirror {mirror} has no {entry.filename})" if mirror else ""
         raise DataError(
             f"cannot obtain {entry.filename}: download from {entry.url} failed ({e}){where}. "

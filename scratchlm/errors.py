@@ -24,3 +24,7 @@ class TokenizerError(ScratchLMError, ValueError):
 
 class CheckpointError(ScratchLMError):
     """A checkpoint that is missing, corrupt, truncated or from something else."""
+
+
+class OutputError(ScratchLMError):
+    """A file that cannot be written: no permission, a missing drive, a full disk, a folder in its place."""

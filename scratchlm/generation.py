@@ -12,6 +12,7 @@ model on the whole context at every step. Both give the same tokens.
 from __future__ import annotations
 
 import inspect
+import math
 
 import torch
 import torch.nn as nn
@@ -25,8 +26,8 @@ from scratchlm.model import GPT
 def _check_sampling_args(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ConfigError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
-    if not temperature >= 0:  # also rejects NaN
-        raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if not 0 <= temperature < math.inf:  # also rejects NaN
+        raise ConfigError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ConfigError(f"top_k must be an integer >= 1 or None, got {top_k!r}")
     if top_p is not None and not 0.0 < top_p <= 1.0:
@@ -121,7 +122,9 @@ def generate(
             if temperature == 0:
                 next_id = logits.argmax(dim=-1, keepdim=True)
             else:
-                logits = filter_logits(logits / temperature, top_k, top_p)
+                # shift the maximum to 0 first: a tiny temperature then sends the others to -inf, never to nan
+                logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
+                logits = filter_logits(logits, top_k, top_p)
                 probs = F.softmax(logits, dim=-1)
                 next_id = torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
             idx = torch.cat((idx, next_id), dim=1)

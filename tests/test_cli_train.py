@@ -1,3 +1,6 @@
+import os
+import stat
+
 import pytest
 import torch
 
@@ -50,6 +53,28 @@ def test_resume_continues_from_the_checkpoint(tmp_path, text_file, capsys):
     assert ckpt["step"] == 18
 
 
+def test_resume_needs_only_the_folder(tmp_path, text_file, capsys):
+    """The run's settings come from its checkpoint: no need to repeat --preset and the size flags."""
+    out = str(tmp_path / "run")
+    assert main(["train", *SMALL, "--n-embd", "24", "--data", text_file, "--out", out]) == 0
+    assert main(["train", "--resume", "--out", out, "--max-iters", "18", "--no-progress"]) == 0
+    assert "24 dims" in capsys.readouterr().out
+    ckpt = torch.load(f"{out}/ckpt.pt", weights_only=True)
+    assert ckpt["step"] == 18 and ckpt["model_config"]["n_embd"] == 24 and ckpt["config"]["data"] == text_file
+
+
+def test_files_are_readable_by_others(tmp_path, text_file):
+    """Regression: mkstemp's private 0600 mode survived the atomic rename of checkpoints and tokenizers."""
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "--max-iters", "1", "--data", text_file, "--out", str(out)]) == 0
+    tok = tmp_path / "tok.bpe"
+    assert main(["tokenizer", "train", "--data", text_file, "--vocab-size", "260", "--out", str(tok)]) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (out / "ckpt.pt", tok):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+
+
 def test_train_on_tinyshakespeare_by_default(tmp_path, capsys):
     assert main(["train", "--preset", "smoke", "--max-iters", "2", "--eval-iters", "1", "--no-progress",
                  "--out", str(tmp_path)]) == 0  # fmt: skip
@@ -69,6 +94,26 @@ def test_train_on_tinyshakespeare_by_default(tmp_path, capsys):
 def test_bad_training_input_is_one_line_exit_2(args, expected, capsys, tmp_path):
     assert main([*args, "--out", str(tmp_path)]) == 2
     assert expected in one_error_line(capsys)
+
+
+def test_unwritable_output_is_one_line_exit_2(tmp_path, text_file, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    assert main(["train", *SMALL, "--data", text_file, "--out", str(a_file)]) == 2
+    assert "is a file; it must be a folder" in one_error_line(capsys)
+    assert main(["train", *SMALL, "--data", text_file, "--out", str(a_file / "run")]) == 2
+    assert "cannot write to out_dir" in one_error_line(capsys)
+    assert main(["tokenizer", "train", "--data", text_file, "--vocab-size", "260", "--out", str(tmp_path)]) == 2
+    assert "it is a folder, not a file" in one_error_line(capsys)
+
+
+def test_sample_with_extreme_temperatures(tmp_path, text_file, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", *SMALL, "--max-iters", "1", "--data", text_file, "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["sample", "--ckpt", out, "--prompt", "T", "--max-new-tokens", "5", "--temperature", "1e-45"]) == 0
+    assert main(["sample", "--ckpt", out, "--prompt", "T", "--temperature", "inf"]) == 2
+    assert "temperature must be a finite number" in one_error_line(capsys)
 
 
 def test_resume_without_checkpoint(tmp_path, capsys):

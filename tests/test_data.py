@@ -62,10 +62,10 @@ def test_download_path_verifies_and_caches(tmp_path, fake_entry, monkeypatch):
 def test_download_interrupted_midway_leaves_no_file(tmp_path, fake_entry, monkeypatch):
     def broken(url, label):
         yield CONTENT[:10]
-        raise ConnectionError("connection reset")
+        raise data._DownloadFailed("connection reset")  # what the real generator raises on a failed read
 
     monkeypatch.setattr(data, "_download_chunks", broken)
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match=r"download from .* failed \(connection reset"):
         fetch("fake", data_dir=tmp_path)
     assert not any(tmp_path.iterdir())
 

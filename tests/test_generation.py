@@ -87,6 +87,15 @@ def test_high_temperature_flattens_the_distribution():
     assert cold > hot > 0.5
 
 
+def test_tiny_temperature_is_greedy_not_nan():
+    """Regression: logits / 1e-45 overflowed to inf, and softmax turned inf - inf into nan probabilities."""
+    model = FixedLogits([0.0, 3.0, 1.0, 2.5])
+    out = generate(model, torch.zeros(2, 1, dtype=torch.long), 6, temperature=1e-45, seed=0)
+    assert out[:, 1:].eq(1).all()
+    out = generate(model, torch.zeros(1, 1, dtype=torch.long), 6, temperature=1e-45, top_p=0.5, top_k=2, seed=0)
+    assert out[:, 1:].eq(1).all()
+
+
 def test_works_with_the_bigram_model_which_has_no_block_size():
     model = BigramLanguageModel(7)
     out = generate(model, torch.zeros(1, 50, dtype=torch.long), 5, seed=0)
@@ -106,7 +115,9 @@ def test_mode_is_restored():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(temperature=-1.0), "temperature must be >= 0"),
+        (dict(temperature=-1.0), "temperature must be a finite number >= 0"),
+        (dict(temperature=float("inf")), "temperature must be a finite number >= 0"),
+        (dict(temperature=float("nan")), "temperature must be a finite number >= 0"),
         (dict(top_p=0.0), "top_p must be in (0, 1]"),
         (dict(top_p=1.5), "top_p must be in (0, 1]"),
         (dict(top_k=0), "top_k must be an integer >= 1"),

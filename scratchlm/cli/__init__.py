@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module with a `register(subparsers)` function that adds its parser and
 sets `func` (called with the parsed arguments, returning an exit code). Errors the user can fix
-(`ScratchLMError`) and bad arguments end with one line on stderr and exit code 2, never a traceback.
+(`ScratchLMError`), files the machine cannot read or write (`OSError`) and bad arguments end with one line on
+stderr and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ScratchLMError as e:
         print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the machine's side: a file that cannot be read or written, a full disk
+        where = f": {e.filename}" if e.filename else ""
+        print(f"{parser.prog} {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{parser.prog} {args.command}: interrupted", file=sys.stderr)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from scratchlm.cli.args import existing_file, positive_int
 from scratchlm.errors import TokenizerError
+from scratchlm.files import check_writable
 from scratchlm.tokenizers.bpe import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, PRETRAINED, BPETokenizer
 from scratchlm.tokenizers.bpe_ranks import recover_merges
 
@@ -75,6 +76,7 @@ def load_tokenizer(spec: str) -> BPETokenizer:
 def run_train(args: argparse.Namespace) -> int:
     from scratchlm.data import load_text
 
+    check_writable(args.out)  # before training, not after: a bad --out must not cost the work
     text = load_text(args.data)
     start = time.perf_counter()
     tokenizer = BPETokenizer.train(text, args.vocab_size, PATTERNS[args.pattern], args.special, progress=not args.quiet)

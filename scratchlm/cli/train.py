@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
+from pathlib import Path
 
 import torch
 
+from scratchlm import checkpoint
 from scratchlm.cli.args import non_negative_float, positive_int
-from scratchlm.errors import ScratchLMError
+from scratchlm.errors import CheckpointError, ScratchLMError
 from scratchlm.generation import generate
 from scratchlm.runtime import configure_threads, get_device
-from scratchlm.training import PRESETS, preset, train
+from scratchlm.training import PRESETS, TrainConfig, preset, train
 
 SAMPLE_CHARS = 300
 
@@ -90,7 +93,11 @@ def register(subparsers) -> None:
         "--tokenizer", metavar="PATH", help="saved tokenizer file (default: a character tokenizer built from the data)"
     )
     p.add_argument("--out", metavar="DIR", default="out", help="where checkpoints and metrics go (default: out/)")
-    p.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run whose checkpoint is in --out (its saved settings, unless --preset is given)",
+    )
     p.add_argument("--device", help="auto (default), cpu, cuda or mps")
     p.add_argument("--dtype", help="auto (default: bfloat16 autocast on capable GPUs), float32 or bfloat16")
     p.add_argument("--seed", type=int, help="random seed")
@@ -100,14 +107,25 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The preset named by --preset with the flags given applied. `--resume` without `--preset` starts from
+    the run's own saved config instead, so resuming needs only `--out` (and `--max-iters` to train longer)."""
+    overrides = {field: getattr(args, flag) for flag, field in OVERRIDES.items() if getattr(args, flag) is not None}
+    run_flags = dict(out_dir=args.out, resume=args.resume, compile=args.compile, progress=not args.no_progress)
+    if args.resume and args.preset is None:
+        return dataclasses.replace(_saved_config(args.out), **overrides, **run_flags)
     name = args.preset
     if name is None:
         name = "gpu" if get_device(args.device).type == "cuda" else "cpu"
-    overrides = {field: getattr(args, flag) for flag, field in OVERRIDES.items() if getattr(args, flag) is not None}
-    return preset(
-        name, **overrides, out_dir=args.out, resume=args.resume, compile=args.compile, progress=not args.no_progress
-    )
+    return preset(name, **overrides, **run_flags)
+
+
+def _saved_config(out_dir: str) -> TrainConfig:
+    saved = checkpoint.load(Path(out_dir) / checkpoint.FILENAME).config
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    if not isinstance(saved, dict) or not set(saved) <= fields:
+        raise CheckpointError(f"{out_dir}: its checkpoint holds no training config this scratchlm can resume from")
+    return TrainConfig(**saved)
 
 
 def _start_ids(tokenizer) -> list[int]:

@@ -28,8 +28,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from typing import Any
 import regex
 
 from scratchlm.errors import TokenizerError
+from scratchlm.files import atomic_write
 
 FORMAT = "scratchlm-bpe"
 VERSION = 1
@@ -80,16 +79,8 @@ def write_bpe_file(path: str | Path, state: dict[str, Any]) -> None:
     lines.extend(f"{token_id} {json.dumps(name)}" for name, token_id in state["special_tokens"])
     lines.append(f"merges {len(state['merges'])}")
     lines.extend(f"{a} {b}" for a, b in state["merges"])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 class _Lines:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from scratchlm.errors import TokenizerError
+from scratchlm.files import atomic_write
 
 FORMAT = "scratchlm-char-tokenizer"
 VERSION = 1
@@ -66,12 +65,8 @@ class CharTokenizer:
 
     def save(self, path: str | Path) -> None:
         """Write the alphabet as JSON, atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with atomic_write(path, "w", encoding="utf-8") as f:
             json.dump(self.to_dict(), f, ensure_ascii=False)
-        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | Path) -> CharTokenizer:
