@@ -16,6 +16,8 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -383,6 +385,36 @@ def _prepare_data(config: TrainConfig, tokenizer: Any) -> tuple[Any, torch.Tenso
     return tokenizer, train_data, val_data
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `train` with an out_dir: the step in progress was finished and checkpointed first."""
+
+
+class _InterruptRequest:
+    requested = False
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """Turn the first Ctrl-C (SIGINT) into a request that the loop honours between two steps, so the
+    checkpoint it then writes is consistent and resumes exactly; a second Ctrl-C interrupts at once.
+    Signal handlers can only be set from the main thread; elsewhere Ctrl-C behaves as usual."""
+    request = _InterruptRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        request.requested = True
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield request
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 _ARCHITECTURE = ("n_layer", "n_head", "n_embd", "block_size", "bias", "pos_embedding", "n_kv_head")
 
 
@@ -392,8 +424,9 @@ def train(config: TrainConfig) -> TrainResult:
     Seeds torch's global generator with `config.seed` (model init and dropout draw from it); batches come
     from a private generator seeded the same way.
 
-    With `resume=True` the run continues from `out_dir/ckpt.pt`: weights, optimizer, step, metrics,
-    tokenizer and every random state come from the checkpoint, so on CPU N steps + resume + N more steps
+    With an out_dir, Ctrl-C finishes the step in progress, writes a checkpoint and raises `TrainingInterrupted`
+    (a KeyboardInterrupt). With `resume=True` the run continues from `out_dir/ckpt.pt`: weights, optimizer,
+    step, metrics, tokenizer and every random state come from the checkpoint, so on CPU N steps + resume + N more steps
     match 2N steps in one go. The architecture must match the checkpoint's; `max_iters` may grow (keep
     `lr_decay_iters` fixed to continue on the same learning-rate schedule).
     """
@@ -470,17 +503,20 @@ def train(config: TrainConfig) -> TrainResult:
                     f.write(json.dumps(record) + "\n")
             except OSError as e:
                 raise OutputError(f"could not append to {metrics_path}: {e.strerror or e}") from e
-            ckpt_io.save(
-                ckpt_path,
-                model,
-                optimizer,
-                config,
-                tokenizer,
-                step,
-                data_generator=data_generator,
-                metrics=metrics,
-                extra={"step_losses": list(step_losses)},
-            )
+            save(step)
+
+    def save(step: int) -> None:
+        ckpt_io.save(
+            ckpt_path,
+            model,
+            optimizer,
+            config,
+            tokenizer,
+            step,
+            data_generator=data_generator,
+            metrics=metrics,
+            extra={"step_losses": list(step_losses)},
+        )
 
     model.train()
     t_start = time.perf_counter()
@@ -496,7 +532,11 @@ def train(config: TrainConfig) -> TrainResult:
     pending: list[torch.Tensor] = []  # losses kept on the device; .item() every step would sync a GPU
     step = start_step
     t_window, steps_in_window = time.perf_counter(), 0
-    try:
+    interrupt = None
+    with contextlib.ExitStack() as stack:
+        stack.callback(bar.close)
+        if out_dir is not None:  # with somewhere to save, Ctrl-C ends the step, saves, then stops
+            interrupt = stack.enter_context(_deferred_interrupt())
         while True:
             resumed_here = step == start_step and config.resume
             if (step % config.eval_interval == 0 or step == config.max_iters) and not resumed_here:
@@ -508,6 +548,13 @@ def train(config: TrainConfig) -> TrainResult:
                 t_window, steps_in_window = time.perf_counter(), 0
             if step >= config.max_iters:
                 break
+            if interrupt is not None and interrupt.requested:
+                step_losses.extend(torch.stack(pending).tolist() if pending else [])
+                pending.clear()
+                save(step)
+                raise TrainingInterrupted(
+                    f"stopped at step {step}, checkpoint saved in {out_dir} (resume=True or --resume continues)"
+                )
 
             lr = lr_at(step, config)
             for group in optimizer.param_groups:
@@ -531,8 +578,6 @@ def train(config: TrainConfig) -> TrainResult:
             if step % 10 == 0:
                 rate = steps_in_window * config.tokens_per_step / max(time.perf_counter() - t_window, 1e-9)
                 bar.set_postfix(loss=f"{pending[-1].item():.3f}", tok_s=f"{rate:,.0f}", refresh=False)
-    finally:
-        bar.close()
     model.eval()
     return TrainResult(
         model=model,

@@ -1,6 +1,8 @@
 import itertools
 import json
 import math
+import os
+import signal
 
 import pytest
 import torch
@@ -108,6 +110,35 @@ def test_resume_is_exact_with_dropout(text_file, tmp_path):
     resumed_val = {m["step"]: m["val_loss"] for m in resumed.metrics}
     assert [m["step"] for m in resumed.metrics] == [0, 4, 6, 8, 12]  # 6: where the first run stopped
     assert all(resumed_val[m["step"]] == m["val_loss"] for m in straight.metrics)
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_ctrl_c_saves_the_step_and_resumes_exactly(text_file, tmp_path, monkeypatch):
+    """The first SIGINT finishes the step in progress, checkpoints it and stops; resuming then matches a run
+    that was never interrupted."""
+    from scratchlm import training
+
+    common = dict(dropout=0.2, lr_decay_iters=12, eval_interval=4)
+    straight = train(tiny_config(text_file, max_iters=12, **common))
+
+    real_get_batch, calls = training.get_batch, []
+
+    def interrupt_during_step_7(*args):
+        calls.append(1)
+        if len(calls) == 15:  # 4 batches per evaluation (steps 0 and 4), so the 15th is step 7's
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of a step: batch drawn, no update yet
+        return real_get_batch(*args)
+
+    monkeypatch.setattr(training, "get_batch", interrupt_during_step_7)
+    out = str(tmp_path / "run")
+    with pytest.raises(training.TrainingInterrupted, match="stopped at step 7, checkpoint saved"):
+        train(tiny_config(text_file, max_iters=12, out_dir=out, **common))
+    monkeypatch.undo()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was put back
+
+    resumed = train(tiny_config(text_file, max_iters=12, out_dir=out, resume=True, **common))
+    assert resumed.step_losses == straight.step_losses
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 

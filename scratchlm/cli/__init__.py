@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {e.filename}" if e.filename else ""
         print(f"{parser.prog} {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{parser.prog} {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        detail = f": {e}" if str(e) else ""  # training says where its checkpoint is
+        print(f"{parser.prog} {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
