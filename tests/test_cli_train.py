@@ -63,6 +63,18 @@ def test_resume_needs_only_the_folder(tmp_path, text_file, capsys):
     assert ckpt["step"] == 18 and ckpt["model_config"]["n_embd"] == 24 and ckpt["config"]["data"] == text_file
 
 
+def test_train_and_sample_with_a_bpe_tokenizer_file(tmp_path, text_file, capsys):
+    tok = str(tmp_path / "tok.bpe")
+    assert main(["tokenizer", "train", "--data", text_file, "--vocab-size", "300", "--out", tok, "--quiet"]) == 0
+    out = str(tmp_path / "run")
+    assert main(["train", *SMALL, "--data", text_file, "--tokenizer", tok, "--out", out]) == 0
+    ckpt = torch.load(f"{out}/ckpt.pt", weights_only=True)
+    assert ckpt["model_config"]["vocab_size"] == 300 and ckpt["config"]["tokenizer"] == tok
+    capsys.readouterr()
+    assert main(["sample", "--ckpt", out, "--prompt", "To be", "--max-new-tokens", "10", "--seed", "0"]) == 0
+    assert capsys.readouterr().out.startswith("To be")
+
+
 def test_files_are_readable_by_others(tmp_path, text_file):
     """Regression: mkstemp's private 0600 mode survived the atomic rename of checkpoints and tokenizers."""
     out = tmp_path / "run"
