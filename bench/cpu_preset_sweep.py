@@ -60,6 +60,9 @@ VARIANTS: dict[str, dict] = {
     "80 dims, lr 1e-2 to 0": dict(n_embd=80, learning_rate=1e-2, min_lr=0.0, max_iters=3300, eval_interval=330),
     "cpu preset": "cpu",
     "cpu preset, seed 1338": ("cpu", dict(seed=1338)),
+    "cpu preset, seed 1339": ("cpu", dict(seed=1339)),
+    "reference, seed 1338": dict(seed=1338),
+    "reference, seed 1339": dict(seed=1339),
 }
 VAL_BATCHES = 200
 

@@ -403,6 +403,8 @@ def _deferred_interrupt():
         yield request
         return
     previous = signal.getsignal(signal.SIGINT)
+    if previous is None:  # a handler installed outside Python: put Python's default back afterwards
+        previous = signal.default_int_handler
 
     def handler(signum, frame):
         request.requested = True
@@ -530,6 +532,11 @@ def train(config: TrainConfig) -> TrainResult:
         dynamic_ncols=True,
     )
     pending: list[torch.Tensor] = []  # losses kept on the device; .item() every step would sync a GPU
+
+    def flush_losses() -> None:
+        step_losses.extend(torch.stack(pending).tolist() if pending else [])
+        pending.clear()
+
     step = start_step
     t_window, steps_in_window = time.perf_counter(), 0
     interrupt = None
@@ -540,8 +547,7 @@ def train(config: TrainConfig) -> TrainResult:
         while True:
             resumed_here = step == start_step and config.resume
             if (step % config.eval_interval == 0 or step == config.max_iters) and not resumed_here:
-                step_losses.extend(torch.stack(pending).tolist() if pending else [])
-                pending.clear()
+                flush_losses()
                 if steps_in_window:
                     tokens_per_s = steps_in_window * config.tokens_per_step / (time.perf_counter() - t_window)
                 evaluate_and_save(step)
@@ -549,8 +555,7 @@ def train(config: TrainConfig) -> TrainResult:
             if step >= config.max_iters:
                 break
             if interrupt is not None and interrupt.requested:
-                step_losses.extend(torch.stack(pending).tolist() if pending else [])
-                pending.clear()
+                flush_losses()
                 save(step)
                 raise TrainingInterrupted(
                     f"stopped at step {step}, checkpoint saved in {out_dir} (resume=True or --resume continues)"

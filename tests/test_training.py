@@ -176,6 +176,16 @@ def test_grad_accumulation_matches_a_bigger_batch(text_file):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5, msg=name)
 
 
+def test_bfloat16_autocast_trains_and_saves_float32_weights(text_file, tmp_path):
+    """dtype="bfloat16" forces autocast (on a CPU too): the loss still falls, and the weights stay float32."""
+    from scratchlm.checkpoint import load
+
+    result = train(tiny_config(text_file, max_iters=20, dtype="bfloat16", out_dir=str(tmp_path)))
+    assert result.metrics[-1]["val_loss"] < result.metrics[0]["val_loss"]
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())
+    assert load(tmp_path).model_state["transformer.wte.weight"].dtype == torch.float32
+
+
 def test_too_little_data_is_a_config_error(tmp_path):
     path = tmp_path / "short.txt"
     path.write_text("just a few characters", encoding="utf-8")
