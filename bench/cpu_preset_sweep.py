@@ -18,6 +18,7 @@ times need a quiet machine and the thread count a user gets: `--time`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import multiprocessing
@@ -58,7 +59,13 @@ VARIANTS: dict[str, dict] = {
     ),
     "80 dims, lr 7e-3 to 0": dict(n_embd=80, learning_rate=7e-3, min_lr=0.0, max_iters=3300, eval_interval=330),
     "80 dims, lr 1e-2 to 0": dict(n_embd=80, learning_rate=1e-2, min_lr=0.0, max_iters=3300, eval_interval=330),
-    "cpu preset": "cpu",
+    "80 dims, lr 7e-3 to 0, 3500 steps": ("cpu", dict(warmup_iters=100)),
+    "80 dims, lr 7e-3 to 0, 3500 steps, seed 1338": ("cpu", dict(warmup_iters=100, seed=1338)),
+    "80 dims, lr 7e-3 to 0, 3500 steps, seed 1339": ("cpu", dict(warmup_iters=100, seed=1339)),
+    "80 dims, lr 5e-3 to 0, 3500 steps": ("cpu", dict(learning_rate=5e-3, warmup_iters=100)),
+    "80 dims, lr 5e-3 to 0, 3500 steps, seed 1338": ("cpu", dict(learning_rate=5e-3, warmup_iters=100, seed=1338)),
+    "80 dims, lr 5e-3 to 0, 3500 steps, seed 1339": ("cpu", dict(learning_rate=5e-3, warmup_iters=100, seed=1339)),
+    "cpu preset": "cpu",  # 80 dims, lr 7e-3 to 0, 3500 steps, warmup 300
     "cpu preset, seed 1338": ("cpu", dict(seed=1338)),
     "cpu preset, seed 1339": ("cpu", dict(seed=1339)),
     "reference, seed 1338": dict(seed=1338),
@@ -108,22 +115,27 @@ def main() -> None:
     if unknown := [n for n in names if n not in VARIANTS]:
         parser.error(f"unknown variant(s): {', '.join(unknown)}")
 
-    if args.time:
-        results = (run_variant(name, threads=None) for name in names)
-    else:
-        pool = multiprocessing.get_context("spawn").Pool(args.jobs)
-        results = pool.imap(run_variant, names)
-    print(f"| variant | steps | val (run) | val ({VAL_BATCHES}) | train() wall s | threads |")
-    print("|---|---|---|---|---|---|")
-    for r in results:
-        print(
-            f"| {r['name']} | {r['steps']} | {r['val_run']:.3f} | {r['val_200']:.3f} | {r['seconds']:.1f} "
-            f"| {r['threads']} |",
-            flush=True,
-        )
-        if args.json:
-            with open(args.json, "a", encoding="utf-8") as f:
-                f.write(json.dumps(r) + "\n")
+    with contextlib.ExitStack() as stack:
+        if args.time:
+            results = (run_variant(name, threads=None) for name in names)
+        else:
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(args.jobs))
+            results = pool.imap(run_variant, names)
+        print(f"| variant | steps | val (run) | val ({VAL_BATCHES}) | train() wall s | threads |")
+        print("|---|---|---|---|---|---|")
+        for r in results:
+            report(r, args.json)
+
+
+def report(r: dict, json_path: str | None) -> None:
+    print(
+        f"| {r['name']} | {r['steps']} | {r['val_run']:.3f} | {r['val_200']:.3f} | {r['seconds']:.1f} "
+        f"| {r['threads']} |",
+        flush=True,
+    )
+    if json_path:
+        with open(json_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(r) + "\n")
 
 
 if __name__ == "__main__":

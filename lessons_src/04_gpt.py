@@ -543,8 +543,9 @@ torch.testing.assert_close(after, before * max_norm / before.norm(), rtol=1e-4, 
 #   about 100 s on a 2-core CPU). Two levers carried it. The learning rate: 7e-3, decaying to 0, is worth 0.13
 #   nats on its own. And the width: a model of 80 channels (0.32 M parameters instead of 0.81 M) takes 3500 steps
 #   in the time the wider one takes 2000. A model this small sees far too little text for its size in 100 s, so
-#   more steps beat more width: the recipe reaches about 1.69 (`bench/README.md` has the sweep, its commands and
-#   the spread between seeds). Its settings are printed below.
+#   more steps beat more width. With a warmup of 300 steps (which halved the spread between seeds) the recipe
+#   reaches about 1.69 to 1.70 (`bench/README.md` has the sweep, its commands and three seeds). Its settings are
+#   printed below.
 # - `preset("smoke")`: a few seconds, for CI.
 #
 # This notebook trains the preset of its mode:

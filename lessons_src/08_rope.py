@@ -489,7 +489,8 @@ from scratchlm.training import preset, train
 PRESET = pick(smoke="smoke", cpu="cpu", gpu="gpu")
 overrides = pick(  # on a CPU, a narrower model than the "cpu" preset's, so that each run takes about a minute
     smoke=dict(max_iters=60, eval_interval=30),
-    cpu=dict(n_embd=64, n_head=2, batch_size=16, learning_rate=2e-3, min_lr=2e-4, max_iters=700, eval_interval=100),
+    cpu=dict(n_embd=64, n_head=2, batch_size=16, learning_rate=2e-3, min_lr=2e-4, warmup_iters=100, max_iters=700,
+             eval_interval=100),
     gpu=dict(max_iters=2500, eval_interval=250),
 )
 runs, seconds = {}, {}

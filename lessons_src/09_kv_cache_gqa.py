@@ -482,7 +482,7 @@ TRAIN_PRESET = pick(smoke="smoke", cpu="cpu", gpu="gpu")
 N_HEAD = 4
 STEPS = pick(smoke=30, cpu=800, gpu=2000)
 budget = dict(n_head=N_HEAD, max_iters=STEPS, eval_interval=STEPS // 4, eval_iters=pick(smoke=4, cpu=40, gpu=200),
-              seed=SEED)
+              warmup_iters=pick(smoke=10, cpu=100, gpu=100), seed=SEED)  # this short run's own warmup
 VARIANTS = {"MHA": N_HEAD, "GQA": N_HEAD // 2, "MQA": 1}
 work_dir = Path(tempfile.mkdtemp(prefix="scratchlm-09-"))
 
@@ -592,9 +592,10 @@ conversion = {}
 for name in ("GQA", "MQA"):
     converted = mha_to_gqa(mha, VARIANTS[name])
     uptrain_config = preset(
-        TRAIN_PRESET, **{**budget, "max_iters": UPTRAIN_STEPS, "eval_interval": UPTRAIN_STEPS},
+        TRAIN_PRESET,
+        **{**budget, "max_iters": UPTRAIN_STEPS, "eval_interval": UPTRAIN_STEPS, "warmup_iters": max(1, UPTRAIN_STEPS // 10)},
         n_kv_head=VARIANTS[name], learning_rate=train_config.learning_rate / 3, min_lr=train_config.min_lr / 3,
-        warmup_iters=max(1, UPTRAIN_STEPS // 10), out_dir=str(work_dir / f"{name}-uptrained"), resume=True,
+        out_dir=str(work_dir / f"{name}-uptrained"), resume=True,
     )
     ckpt_io.save(uptrain_config.out_dir, converted, config=uptrain_config, tokenizer=runs["MHA"].tokenizer, step=0)
     uptrained = train(uptrain_config)
