@@ -3,7 +3,7 @@
     python bench/attention.py                        # CPU, T = 256 ... 4096
     python bench/attention.py --device cuda --max-t 16384 --dtype float16
 
-Peak extra memory is what a call allocates above its inputs (`scratchlm.attention.profiling.peak_extra_memory`:
+Peak extra memory is what a call allocates above its inputs (`scratchlm.profiling.peak_extra_memory`:
 the CUDA allocator's high-water mark, or the CPU profiler's allocation events). The Triton kernel runs only on
 CUDA here: under the CPU interpreter its timings would mean nothing.
 """
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from scratchlm.attention import naive_attention, tiled_attention
-from scratchlm.attention.profiling import peak_extra_memory
+from scratchlm.profiling import peak_extra_memory
 from scratchlm.runtime import configure_threads, get_device
 
 

@@ -75,7 +75,7 @@ import numpy as np
 import torch.nn.functional as F
 
 from scratchlm.attention import naive_attention, online_softmax, tiled_attention
-from scratchlm.attention.profiling import operators_called, peak_extra_memory
+from scratchlm.profiling import operators_called, peak_extra_memory
 
 set_seed(0)
 # the benchmarks need a device whose memory we can measure: CUDA, or else the CPU

@@ -127,7 +127,7 @@ print(f"P={P}, N={N}: {no_cache_positions:,} positions recomputed vs {P + N - 1:
 # keys: new query `i` sits at absolute position `T_past + i` and may see keys `0 … T_past + i`.
 
 # %%
-from scratchlm.model import CausalSelfAttention
+from scratchlm.attention import CausalSelfAttention
 
 
 class LayerCache:

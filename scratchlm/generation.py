@@ -11,7 +11,6 @@ model on the whole context at every step. Both give the same tokens.
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
@@ -53,16 +52,6 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
     return logits
 
 
-def supports_cache(model: nn.Module) -> bool:
-    """True when `model` is a GPT whose forward, and every block's, take a `cache` argument.
-
-    Lessons build GPTs with blocks of their own (`forward(x)` only); those generate without a cache.
-    """
-    if not isinstance(model, GPT) or "cache" not in inspect.signature(model.forward).parameters:
-        return False
-    return all("cache" in inspect.signature(block.forward).parameters for block in model.transformer.h)
-
-
 @torch.no_grad()
 def generate(
     model: nn.Module,
@@ -83,7 +72,9 @@ def generate(
     top_k: sample only among the k most likely tokens. top_p: sample only from the nucleus of mass top_p.
     seed: sample with a private generator on the model's device, so the same seed gives the same text and
     the global random state is left untouched; None uses the global generator.
-    use_cache: decode a `GPT` with a KV cache (ignored for models that cannot take one). The output is the
+    use_cache: decode a `GPT` with a KV cache (other models have none; a GPT whose blocks are one's own must
+    pass the cache on to attention that uses it, as the library's blocks do, or generate with use_cache=False).
+    The output is the
     same either way, sampled text included: only the work per step differs. The cache holds block_size
     positions; once the context is longer, the model must see only its last block_size tokens, whose keys
     and values all change as the window slides, so from then on every step recomputes the cropped context,
@@ -104,7 +95,7 @@ def generate(
     idx = idx.to(device)
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     block_size = getattr(getattr(model, "config", None), "block_size", None)
-    cache = KVCache.for_model(model, idx.size(0)) if use_cache and supports_cache(model) else None
+    cache = KVCache.for_model(model, idx.size(0)) if use_cache and isinstance(model, GPT) else None
 
     was_training = model.training
     model.eval()

@@ -6,10 +6,11 @@ from the Hugging Face implementation (`scratchlm.hf`) is a matter of transposing
 Shapes in comments: B batch, T time (sequence length), C channels (n_embd), H heads, D = C // H per head,
 V vocabulary.
 
-Later lessons extend this file rather than fork it: rotary position embeddings (`pos_embedding="rope"`,
-from `scratchlm.rope`, applied to q and k in `CausalSelfAttention`), grouped-query attention (`n_kv_head` <
-`n_head`: fewer key/value heads shared by groups of query heads; `mha_to_gqa` converts a trained model) and a
-key/value cache for fast generation (`forward(idx, cache=KVCache)`, from `scratchlm.kv_cache`).
+The attention lives in `scratchlm.attention` (`CausalSelfAttention`). Later lessons extend the model through
+its config rather than fork it: rotary position embeddings (`pos_embedding="rope"`, from `scratchlm.rope`,
+applied to q and k in the attention), grouped-query attention (`n_kv_head` < `n_head`: fewer key/value heads
+shared by groups of query heads; `mha_to_gqa` converts a trained model) and a key/value cache for fast
+generation (`forward(idx, cache=KVCache)`, from `scratchlm.kv_cache`; the model only passes it on).
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from scratchlm.attention.causal import CausalSelfAttention
 from scratchlm.errors import ConfigError
-from scratchlm.kv_cache import KVCache
-from scratchlm.rope import apply_rope, rope_cache
+from scratchlm.options import BOOL, POSITIVE_INT, check_options, number, one_of, option, optional
+from scratchlm.rope import rope_cache
 
 POS_EMBEDDINGS = ("learned", "rope")
 
@@ -33,58 +36,47 @@ POS_EMBEDDINGS = ("learned", "rope")
 class GPTConfig:
     """Every architectural choice of the model. The defaults are the classic character-level Shakespeare GPT.
 
-    vocab_size: number of token ids. block_size: the longest context the model sees (learned positions).
-    n_layer: transformer blocks. n_head: attention heads per block. n_embd: width of the residual stream;
-    must be divisible by n_head. dropout: probability used on embeddings, attention weights and residual
-    branches during training. bias: biases in Linear layers and LayerNorms (True = GPT-2).
-    pos_embedding: "learned" absolute position embeddings added to the tokens (GPT-2), or "rope", rotary
-    embeddings applied to queries and keys in every attention layer (`scratchlm.rope`; no `wpe` parameter,
-    and the head size must be even). rope_base: RoPE's base wavelength.
-    n_kv_head: key/value heads; None means n_head (multi-head attention), fewer gives grouped-query
-    attention, each k/v head shared by n_head // n_kv_head query heads, and 1 is multi-query attention.
-    `kv_heads` is the resolved number.
+    vocab_size None means "not known yet": `train` takes it from the tokenizer; a `GPT` needs a number.
+    With n_kv_head < n_head each key/value head is shared by n_head // n_kv_head query heads (grouped-query
+    attention; 1 is multi-query attention); `kv_heads` is the resolved number. RoPE rotates pairs of
+    channels, so with pos_embedding="rope" the head size must be even (and there is no `wpe` parameter).
     """
 
-    vocab_size: int = 65
-    block_size: int = 256
-    n_layer: int = 6
-    n_head: int = 6
-    n_embd: int = 384
-    dropout: float = 0.0
-    bias: bool = True
-    pos_embedding: str = "learned"
-    n_kv_head: int | None = None
-    rope_base: float = 10000.0
+    vocab_size: int | None = option(
+        None, "number of token ids (None: the tokenizer's)", optional(POSITIVE_INT, mention_none=False), cli=False
+    )
+    block_size: int = option(256, "context length in tokens (the longest sequence the model sees)", POSITIVE_INT)
+    n_layer: int = option(6, "number of transformer blocks", POSITIVE_INT)
+    n_head: int = option(6, "attention heads per block (must divide --n-embd)", POSITIVE_INT)
+    n_embd: int = option(384, "width of the residual stream", POSITIVE_INT)
+    dropout: float = option(
+        0.0, "dropout on embeddings, attention weights and residual branches", number("in [0, 1)", lambda v: 0 <= v < 1)
+    )
+    bias: bool = option(True, "biases in Linear layers and LayerNorms (GPT-2 has them)", BOOL)
+    pos_embedding: str = option(
+        "learned", "position encoding: learned absolute embeddings (GPT-2) or rotary (RoPE)", one_of(*POS_EMBEDDINGS)
+    )
+    n_kv_head: int | None = option(
+        None,
+        "key/value heads for grouped-query attention (must divide --n-head; default: n_head, 1 = multi-query)",
+        optional(POSITIVE_INT),
+        metavar="N",
+    )
+    rope_base: float = option(
+        10000.0, "RoPE's base wavelength (with --pos-embedding rope)", number("a number > 1", lambda v: v > 1)
+    )
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        check_options(self)
         if self.n_embd % self.n_head != 0:
             raise ConfigError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
-            raise ConfigError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not isinstance(self.bias, bool):
-            raise ConfigError(f"bias must be True or False, got {self.bias!r}")
-        if self.pos_embedding not in POS_EMBEDDINGS:
-            raise ConfigError(f"pos_embedding must be one of {', '.join(POS_EMBEDDINGS)}, got {self.pos_embedding!r}")
-        if self.n_kv_head is not None:
-            if isinstance(self.n_kv_head, bool) or not isinstance(self.n_kv_head, int) or self.n_kv_head <= 0:
-                raise ConfigError(f"n_kv_head must be a positive integer or None, got {self.n_kv_head!r}")
-            if self.n_head % self.n_kv_head != 0:
-                raise ConfigError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
-        if self.pos_embedding == "rope":
-            if self.head_size % 2:
-                raise ConfigError(
-                    f"RoPE rotates pairs of channels, so the head size must be even: n_embd={self.n_embd} / "
-                    f"n_head={self.n_head} = {self.head_size}"
-                )
-            base = self.rope_base
-            if isinstance(base, bool) or not isinstance(base, (int, float)) or not base > 1.0:
-                raise ConfigError(f"rope_base must be a number > 1, got {base!r}")
+        if self.n_kv_head is not None and self.n_head % self.n_kv_head != 0:
+            raise ConfigError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
+        if self.pos_embedding == "rope" and self.head_size % 2:
+            raise ConfigError(
+                "RoPE needs an even head size because it rotates pairs of channels (head size must be even: "
+                f"n_embd={self.n_embd} / n_head={self.n_head} = {self.head_size})"
+            )
 
     @property
     def head_size(self) -> int:
@@ -106,86 +98,14 @@ class GPTConfig:
         """Query heads sharing one key/value head: 1 for multi-head attention, n_head for multi-query."""
         return self.n_head // self.kv_heads
 
-
-class CausalSelfAttention(nn.Module):
-    """Multi-head self-attention in which position t attends only to positions <= t.
-
-    One Linear computes queries (n_head heads) and keys and values (kv_heads heads each) at once; the heads
-    are a reshape, and the masked softmax(q k^T / sqrt(D)) v runs in PyTorch's fused
-    `scaled_dot_product_attention`. With grouped-query attention each key/value head serves a group of
-    n_head // kv_heads consecutive query heads.
-    """
-
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.n_head, self.n_kv_head, self.head_size = config.n_head, config.kv_heads, config.head_size
-        self.dropout = config.dropout
-        # [q | k | v] in one matrix: for n_kv_head == n_head this is GPT-2's c_attn, names and shape alike
-        qkv_size = (config.n_head + 2 * config.kv_heads) * config.head_size
-        self.c_attn = nn.Linear(config.n_embd, qkv_size, bias=config.bias)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.resid_dropout = nn.Dropout(config.dropout)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-        cache: KVCache | None = None,
-        layer: int = 0,
-    ) -> torch.Tensor:
-        """x: (B, T, C) -> (B, T, C).
-
-        rope: (cos, sin), each (T, D/2), the rotation table rows for these T tokens' positions, or None.
-        cache: a `KVCache` holding the keys and values of the cache.length tokens before these; the new
-        ones are written into its buffers for `layer` (this block's index in the stack) and the T queries
-        attend to all of them. The caller (`GPT.forward`) advances cache.length once every layer has run.
-        """
-        B, T, C = x.shape
-        H, H_kv, D = self.n_head, self.n_kv_head, self.head_size
-        q, k, v = self.c_attn(x).split((H * D, H_kv * D, H_kv * D), dim=2)
-        # (B, T, H * D) -> (B, H, T, D): each head attends independently
-        q = q.view(B, T, H, D).transpose(1, 2)
-        k = k.view(B, T, H_kv, D).transpose(1, 2)  # (B, H_kv, T, D)
-        v = v.view(B, T, H_kv, D).transpose(1, 2)
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        past = 0
-        if cache is not None:
-            past = cache.length
-            k, v = cache.append(layer, k, v)  # (B, H_kv, past + T, D)
-        y = _attend(q, k, v, past, self.dropout if self.training else 0.0)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # concatenate the heads again
-        return self.resid_dropout(self.c_proj(y))
-
-
-_SDPA_HAS_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)  # enable_gqa= is new in 2.5
-
-
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int, dropout_p: float) -> torch.Tensor:
-    """Causal attention of T new queries over past + T keys: q (B, H, T, D), k, v (B, H_kv, past + T, D).
-
-    Query i sits at position past + i and may see keys 0 .. past + i. With no past that is the ordinary
-    causal mask; a single new token sees every key, so it needs no mask; a chunk of several new tokens after
-    a past needs an explicit one (SDPA's is_causal aligns the triangle to the top-left, i.e. assumes no past).
-    """
-    T, S = q.size(2), k.size(2)
-    if past == 0:
-        mask, is_causal = None, True
-    elif T == 1:
-        mask, is_causal = None, False
-    else:
-        mask = torch.arange(S, device=q.device) <= past + torch.arange(T, device=q.device)[:, None]  # (T, S)
-        is_causal = False
-    group = q.size(1) // k.size(1)
-    if group == 1:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
-    if _SDPA_HAS_GQA:
-        return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, enable_gqa=True
-        )
-    # older torch: give every query head its own copy of its group's key/value head
-    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+    def differences(self, other: GPTConfig, ignore: tuple[str, ...] = ("dropout",)) -> list[str]:
+        """The fields in which `other` differs from this config, as "name=ours (now theirs)" (dropout, which
+        does not change the parameters, is ignored by default)."""
+        return [
+            f"{f.name}={getattr(self, f.name)} (now {getattr(other, f.name)})"
+            for f in dataclasses.fields(self)
+            if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)
+        ]
 
 
 class MLP(nn.Module):
@@ -222,10 +142,14 @@ class Block(nn.Module):
         self,
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-        cache: KVCache | None = None,
+        cache: Any = None,
         layer: int = 0,
     ) -> torch.Tensor:
-        """x: (B, T, C) -> (B, T, C). rope, cache, layer: passed on to the attention."""
+        """x: (B, T, C) -> (B, T, C). rope, cache, layer: passed on to the attention.
+
+        The GPT calls every block this way, so a block of one's own (lesson 03 writes several) takes the same
+        arguments: the rotation table for these positions (or None), the KV cache (or None), its index.
+        """
         x = x + self.attn(self.ln_1(x), rope, cache, layer)
         x = x + self.mlp(self.ln_2(x))
         return x
@@ -238,6 +162,8 @@ class GPT(nn.Module):
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise ConfigError(f"GPT expects a GPTConfig, got {type(config).__name__}")
+        if config.vocab_size is None:
+            raise ConfigError("GPTConfig.vocab_size is None: set it to the tokenizer's vocab_size")
         self.config = config
         modules = dict(wte=nn.Embedding(config.vocab_size, config.n_embd))
         if config.pos_embedding == "learned":
@@ -286,7 +212,7 @@ class GPT(nn.Module):
         return cos[start:], sin[start:]
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: Any = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx: (B, T) int64 token ids, T <= block_size; targets: (B, T) ids or None (-1 = ignore).
 
@@ -322,8 +248,7 @@ class GPT(nn.Module):
             rope = self._rope_rows(start, end)
         x = self.transformer.drop(x)
         for layer, block in enumerate(self.transformer.h):
-            # plain block(x) when nothing else is needed: lessons swap in blocks whose forward takes x only
-            x = block(x) if rope is None and cache is None else block(x, rope, cache, layer)
+            x = block(x, rope, cache, layer)
         if cache is not None:
             cache.length = end  # every layer has appended these T tokens' keys and values
         x = self.transformer.ln_f(x)

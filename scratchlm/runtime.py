@@ -68,7 +68,7 @@ def run_mode(device: torch.device | None = None) -> Mode:
     if is_smoke():
         return "smoke"
     device = device or get_device()
-    return "gpu" if device.type in ("cuda", "mps") else "cpu"
+    return "gpu" if device.type in ("cuda", "mps") else "cpu"  # the `train` command's preset follows this too
 
 
 def pick(smoke: T, cpu: T, gpu: T | None = None, device: torch.device | None = None) -> T:

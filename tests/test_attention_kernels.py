@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scratchlm.attention import TritonUnavailableError, naive_attention, online_softmax, tiled_attention, triton_kernel
-from scratchlm.attention.profiling import operators_called, peak_extra_memory, peak_live_bytes
+from scratchlm.profiling import operators_called, peak_extra_memory, peak_live_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 TOL32 = {"atol": 1e-5, "rtol": 1e-5}

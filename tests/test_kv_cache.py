@@ -4,12 +4,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from scratchlm import model as model_module
+from scratchlm.attention import CausalSelfAttention
+from scratchlm.attention import causal as causal_module
 from scratchlm.cli import main
 from scratchlm.errors import ConfigError
-from scratchlm.generation import generate, supports_cache
+from scratchlm.generation import generate
 from scratchlm.kv_cache import KVCache, kv_cache_bytes
-from scratchlm.model import GPT, Block, CausalSelfAttention, GPTConfig, mha_to_gqa
+from scratchlm.model import GPT, Block, GPTConfig, mha_to_gqa
 
 TINY = dict(vocab_size=13, block_size=8, n_layer=2, n_head=4, n_embd=16)
 VARIANTS = [(pos, kv) for pos in ("learned", "rope") for kv in (None, 2, 1)]  # MHA, GQA, MQA
@@ -84,7 +85,7 @@ def reference_attention(attn: CausalSelfAttention, x: torch.Tensor, n_kv_head: i
 @pytest.mark.parametrize("sdpa_gqa", [True, False])  # enable_gqa=, or the repeat_interleave of torch < 2.5
 @pytest.mark.parametrize("n_kv_head", [4, 2, 1])
 def test_gqa_attention_matches_an_explicit_loop_over_heads(n_kv_head, sdpa_gqa, monkeypatch):
-    monkeypatch.setattr(model_module, "_SDPA_HAS_GQA", sdpa_gqa)
+    monkeypatch.setattr(causal_module, "_SDPA_HAS_GQA", sdpa_gqa)
     torch.manual_seed(0)
     attn = CausalSelfAttention(GPTConfig(**TINY, n_kv_head=n_kv_head)).eval()
     x = torch.randn(2, 6, 16)
@@ -170,14 +171,14 @@ def test_prompt_longer_than_block_size_with_cache():
     assert torch.equal(generate(model, prompt, 4, seed=0), generate(model, prompt, 4, seed=0, use_cache=False))
 
 
-def test_models_that_cannot_take_a_cache_still_generate():
-    class PlainBlock(Block):  # as lesson 03 rewires blocks: forward(x) only
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x + self.mlp(self.ln_2(x + self.attn(self.ln_1(x))))
+def test_blocks_of_ones_own_and_models_without_a_cache_generate():
+    class PostLNBlock(Block):  # as lesson 03 rewires blocks: the attention still gets rope, cache and layer
+        def forward(self, x: torch.Tensor, *context) -> torch.Tensor:
+            x = self.ln_1(x + self.attn(x, *context))
+            return self.ln_2(x + self.mlp(x))
 
     model = tiny()
-    model.transformer.h[0] = PlainBlock(model.config)
-    assert not supports_cache(model) and supports_cache(tiny())
+    model.transformer.h[0] = PostLNBlock(model.config)
     prompt = torch.zeros(1, 2, dtype=torch.long)
     assert torch.equal(generate(model, prompt, 12, seed=0), generate(model, prompt, 12, seed=0, use_cache=False))
 

@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
+from scratchlm.attention import CausalSelfAttention
 from scratchlm.errors import ConfigError
-from scratchlm.model import GPT, MLP, Block, CausalSelfAttention, GPTConfig
+from scratchlm.model import GPT, MLP, Block, GPTConfig
 
 TINY = dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)
 

@@ -170,18 +170,18 @@ def test_checkpoints_from_before_rope_still_load(tmp_path):
     [
         (dict(pos_embedding="sinusoidal"), "pos_embedding must be one of learned, rope"),
         (dict(n_head=6, n_embd=48, n_kv_head=4), "n_head=6 is not divisible by n_kv_head=4"),
-        (dict(n_kv_head=0), "n_kv_head must be a positive integer, got 0"),
+        (dict(n_kv_head=0), "n_kv_head must be a positive integer or None, got 0"),
         (dict(pos_embedding="rope", n_head=2, n_embd=18), "RoPE needs an even head size"),
     ],
 )
 def test_train_config_validates_the_new_fields(overrides, message):
     with pytest.raises(ConfigError) as error:
-        TrainConfig(**overrides)
+        TrainConfig().replace(**overrides)
     assert message in str(error.value)
 
 
 def test_train_config_passes_the_new_fields_to_the_model():
-    config = TrainConfig(pos_embedding="rope", n_kv_head=2).model_config(vocab_size=7)
+    config = TrainConfig().replace(pos_embedding="rope", n_kv_head=2).model_config(vocab_size=7)
     assert (config.pos_embedding, config.n_kv_head, config.kv_heads) == ("rope", 2, 2)
 
 

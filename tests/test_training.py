@@ -23,7 +23,7 @@ def tiny_config(data: str, **overrides) -> TrainConfig:
         data=data, n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=30,
         learning_rate=1e-2, min_lr=1e-3, warmup_iters=3, eval_interval=10, eval_iters=2, progress=False,
     )  # fmt: skip
-    return TrainConfig(**{**base, **overrides})
+    return TrainConfig().replace(**{**base, **overrides})
 
 
 @pytest.mark.parametrize(
@@ -45,15 +45,22 @@ def tiny_config(data: str, **overrides) -> TrainConfig:
 )
 def test_config_validation_messages(overrides, message):
     with pytest.raises(ConfigError) as error:
-        TrainConfig(**overrides)
+        TrainConfig().replace(**overrides)
     assert message in str(error.value)
 
 
 def test_presets():
     assert set(PRESETS) == {"smoke", "cpu", "gpu"}
     gpu = preset("gpu")
-    assert (gpu.n_layer, gpu.n_head, gpu.n_embd, gpu.block_size, gpu.batch_size) == (6, 6, 384, 256, 64)
-    assert (gpu.dropout, gpu.max_iters, gpu.learning_rate, gpu.min_lr, gpu.warmup_iters) == (0.2, 5000, 1e-3, 1e-4, 100)
+    model = gpu.model
+    assert (model.n_layer, model.n_head, model.n_embd, model.block_size, gpu.batch_size) == (6, 6, 384, 256, 64)
+    assert (model.dropout, gpu.max_iters, gpu.learning_rate, gpu.min_lr, gpu.warmup_iters) == (
+        0.2,
+        5000,
+        1e-3,
+        1e-4,
+        100,
+    )
     assert TrainConfig.preset("smoke", max_iters=3).max_iters == 3
     with pytest.raises(ConfigError, match="unknown preset 'tpu'; choose one of: smoke, cpu, gpu"):
         preset("tpu")
@@ -118,11 +125,12 @@ def test_ctrl_c_saves_the_step_and_resumes_exactly(text_file, tmp_path, monkeypa
     """The first SIGINT finishes the step in progress, checkpoints it and stops; resuming then matches a run
     that was never interrupted."""
     from scratchlm import training
+    from scratchlm.training import loop, step
 
     common = dict(dropout=0.2, lr_decay_iters=12, eval_interval=4)
     straight = train(tiny_config(text_file, max_iters=12, **common))
 
-    real_get_batch, calls = training.get_batch, []
+    real_get_batch, calls = loop.get_batch, []
 
     def interrupt_during_step_7(*args):
         calls.append(1)
@@ -130,7 +138,8 @@ def test_ctrl_c_saves_the_step_and_resumes_exactly(text_file, tmp_path, monkeypa
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of a step: batch drawn, no update yet
         return real_get_batch(*args)
 
-    monkeypatch.setattr(training, "get_batch", interrupt_during_step_7)
+    monkeypatch.setattr(loop, "get_batch", interrupt_during_step_7)  # training batches
+    monkeypatch.setattr(step, "get_batch", interrupt_during_step_7)  # evaluation batches
     out = str(tmp_path / "run")
     with pytest.raises(training.TrainingInterrupted, match="stopped at step 7, checkpoint saved"):
         train(tiny_config(text_file, max_iters=12, out_dir=out, **common))
@@ -154,10 +163,10 @@ def test_resume_checks_the_architecture(text_file, tmp_path):
 
 def test_grad_accumulation_matches_a_bigger_batch(text_file):
     """Two micro-batches of 4 give the same update as the same 8 sequences in one batch (no dropout)."""
-    from scratchlm import training
+    from scratchlm.training import loop
 
     a = train(tiny_config(text_file, max_iters=1, batch_size=4, grad_accum_steps=2, eval_iters=1))
-    real_get_batch = training.get_batch
+    real_get_batch = loop.get_batch
     calls = []
 
     def paired_batches(data, block_size, batch_size, generator, device):
@@ -167,11 +176,11 @@ def test_grad_accumulation_matches_a_bigger_batch(text_file):
         calls.append(batch_size)
         return torch.cat([x1, x2]), torch.cat([y1, y2])
 
-    training.get_batch = paired_batches
+    loop.get_batch = paired_batches
     try:
         b = train(tiny_config(text_file, max_iters=1, batch_size=8, eval_iters=1))
     finally:
-        training.get_batch = real_get_batch
+        loop.get_batch = real_get_batch
     for (name, p), q in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5, msg=name)
 

@@ -5,8 +5,9 @@
     python -m scratchlm tokenizer decode --tokenizer runs/bpe.txt 2514 387 11 393
     python -m scratchlm tokenizer info --tokenizer cl100k_base
 
-`--tokenizer` takes a file written by `train` (or `BPETokenizer.save`), or the name of a published
-vocabulary: r50k_base (GPT-2) or cl100k_base (GPT-4).
+`--tokenizer` takes a tokenizer file (BPE, or a character tokenizer's JSON) or the name of a published
+vocabulary: r50k_base (GPT-2) or cl100k_base (GPT-4), the same rule as `train --tokenizer`
+(`scratchlm.tokenizers.load`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from scratchlm.cli.args import existing_file, positive_int
 from scratchlm.errors import TokenizerError
 from scratchlm.files import check_writable
+from scratchlm.tokenizers import load as load_tokenizer
 from scratchlm.tokenizers.bpe import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, PRETRAINED, BPETokenizer
 from scratchlm.tokenizers.bpe_ranks import recover_merges
 
@@ -66,13 +68,6 @@ def _add_tokenizer_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", required=True, help=f"a tokenizer file, or one of: {', '.join(PRETRAINED)}")
 
 
-def load_tokenizer(spec: str) -> BPETokenizer:
-    """A saved tokenizer file, or a published vocabulary by name (a file of that name wins)."""
-    if spec in PRETRAINED and not Path(spec).exists():
-        return BPETokenizer.from_pretrained(spec)
-    return BPETokenizer.load(spec)
-
-
 def run_train(args: argparse.Namespace) -> int:
     from scratchlm.data import load_text
 
@@ -93,6 +88,9 @@ def run_encode(args: argparse.Namespace) -> int:
 
     tokenizer = load_tokenizer(args.tokenizer)
     text = args.text if args.text is not None else load_text(args.file)
+    if not isinstance(tokenizer, BPETokenizer):  # characters have no special tokens
+        print(" ".join(map(str, tokenizer.encode(text))))
+        return 0
     try:
         ids = tokenizer.encode(text, allowed_special="all" if args.allow_special else "none")
     except TokenizerError as e:  # the only one: a special token in the text, which a flag allows
@@ -108,6 +106,10 @@ def run_decode(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.tokenizer)
+    if not isinstance(tokenizer, BPETokenizer):
+        print(f"tokenizer:      {args.tokenizer}")
+        print(f"vocab size:     {tokenizer.vocab_size} characters: {''.join(tokenizer.chars)!r}")
+        return 0
     n_merges = len(tokenizer.ranks) - 256
     n_special = len(tokenizer.special_tokens)
     print(f"tokenizer:      {args.tokenizer}")

@@ -1,52 +1,28 @@
-"""`python -m scratchlm train`: train a GPT from a preset, with a few sizes overridable from the command line."""
+"""`python -m scratchlm train`: train a GPT from a preset; every `TrainConfig` and `GPTConfig` field is a flag.
+
+The flags are generated from the two dataclasses' field declarations (`scratchlm.options`): a new option is a
+new field, nothing here changes.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
 import torch
 
 from scratchlm import checkpoint
-from scratchlm.cli.args import non_negative_float, positive_int
+from scratchlm.cli.args import positive_int
 from scratchlm.errors import CheckpointError, ScratchLMError
 from scratchlm.generation import generate
-from scratchlm.runtime import configure_threads, get_device
+from scratchlm.model import GPTConfig
+from scratchlm.options import add_arguments, given_options
+from scratchlm.runtime import configure_threads, get_device, run_mode
 from scratchlm.training import PRESETS, TrainConfig, preset, train
 
 SAMPLE_CHARS = 300
-
-# command-line flag -> TrainConfig field
-OVERRIDES = {
-    "max_iters": "max_iters",
-    "batch_size": "batch_size",
-    "block_size": "block_size",
-    "n_layer": "n_layer",
-    "n_head": "n_head",
-    "n_embd": "n_embd",
-    "pos_embedding": "pos_embedding",
-    "n_kv_head": "n_kv_head",
-    "lr": "learning_rate",
-    "min_lr": "min_lr",
-    "dropout": "dropout",
-    "eval_interval": "eval_interval",
-    "eval_iters": "eval_iters",
-    "grad_accum_steps": "grad_accum_steps",
-    "data": "data",
-    "tokenizer": "tokenizer",
-    "device": "device",
-    "seed": "seed",
-    "dtype": "dtype",
-}
-
-
-def _positive_float(text: str) -> float:
-    value = non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
+DEFAULT_OUT = "out"
 
 
 def register(subparsers) -> None:
@@ -57,75 +33,41 @@ def register(subparsers) -> None:
             "Train a GPT from a preset: 'smoke' (seconds, for tests), 'cpu' (the best recipe found for about "
             "100 s on 2 CPU cores) or 'gpu' (the classic 6-layer character-level Shakespeare model). Flags "
             "override single fields. A checkpoint and metrics.jsonl are written to --out at every evaluation; "
-            "a short sample is printed at the end."
+            "a short sample is printed at the end. --resume continues the run in --out with its saved settings "
+            "(flags given replace them, e.g. --max-iters to train longer)."
         ),
     )
     p.add_argument(
         "--preset",
         metavar="{" + ",".join(PRESETS) + "}",
-        help="starting configuration (default: gpu when CUDA is available, else cpu)",
+        help="starting configuration (default: gpu on a CUDA or MPS device, else cpu)",
     )
-    p.add_argument("--max-iters", type=positive_int, help="optimizer steps to train for")
-    p.add_argument("--batch-size", type=positive_int, help="sequences per micro-batch")
-    p.add_argument("--grad-accum-steps", type=positive_int, help="micro-batches per optimizer step")
-    p.add_argument("--block-size", type=positive_int, help="context length in tokens")
-    p.add_argument("--n-layer", type=positive_int, help="number of transformer blocks")
-    p.add_argument("--n-head", type=positive_int, help="attention heads per block (must divide --n-embd)")
-    p.add_argument("--n-embd", type=positive_int, help="width of the residual stream")
-    p.add_argument(
-        "--pos-embedding",
-        choices=("learned", "rope"),
-        help="position encoding: learned absolute embeddings (GPT-2, the default) or rotary (RoPE)",
-    )
-    p.add_argument(
-        "--n-kv-head",
-        type=positive_int,
-        metavar="N",
-        help="key/value heads for grouped-query attention (must divide --n-head; default: --n-head, 1 = MQA)",
-    )
-    p.add_argument("--lr", type=_positive_float, help="peak learning rate")
-    p.add_argument("--min-lr", type=non_negative_float, help="learning rate at the end of the cosine decay")
-    p.add_argument("--dropout", type=non_negative_float, help="dropout probability in [0, 1)")
-    p.add_argument("--eval-interval", type=positive_int, help="steps between evaluations and checkpoints")
-    p.add_argument("--eval-iters", type=positive_int, help="batches per loss estimate")
-    p.add_argument("--data", help="registered data name or path to a UTF-8 text file (default: tinyshakespeare)")
-    p.add_argument(
-        "--tokenizer", metavar="PATH", help="saved tokenizer file (default: a character tokenizer built from the data)"
-    )
-    p.add_argument("--out", metavar="DIR", default="out", help="where checkpoints and metrics go (default: out/)")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run whose checkpoint is in --out (its saved settings, unless --preset is given)",
-    )
-    p.add_argument("--device", help="auto (default), cpu, cuda or mps")
-    p.add_argument("--dtype", help="auto (default: bfloat16 autocast on capable GPUs), float32 or bfloat16")
-    p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--compile", action="store_true", help="compile the model with torch.compile")
     p.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores, at most 8)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_arguments(p, GPTConfig, title="model")
+    add_arguments(p, TrainConfig, title="training")
     p.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def config_from_args(
+    args: argparse.Namespace, device: torch.device, saved: checkpoint.Checkpoint | None = None
+) -> TrainConfig:
     """The preset named by --preset with the flags given applied. `--resume` without `--preset` starts from
-    the run's own saved config instead, so resuming needs only `--out` (and `--max-iters` to train longer)."""
-    overrides = {field: getattr(args, flag) for flag, field in OVERRIDES.items() if getattr(args, flag) is not None}
-    run_flags = dict(out_dir=args.out, resume=args.resume, compile=args.compile, progress=not args.no_progress)
-    if args.resume and args.preset is None:
-        return dataclasses.replace(_saved_config(args.out), **overrides, **run_flags)
-    name = args.preset
-    if name is None:
-        name = "gpu" if get_device(args.device).type == "cuda" else "cpu"
-    return preset(name, **overrides, **run_flags)
+    the run's own saved config (`saved`, the checkpoint already read) instead, so resuming needs only `--out`."""
+    overrides = {**given_options(args, GPTConfig), **given_options(args, TrainConfig)}
+    overrides.setdefault("out_dir", DEFAULT_OUT)
+    if saved is not None and args.preset is None:
+        return _saved_config(saved).replace(**overrides)
+    name = args.preset or ("gpu" if run_mode(device) == "gpu" else "cpu")
+    return preset(name, **overrides)
 
 
-def _saved_config(out_dir: str) -> TrainConfig:
-    saved = checkpoint.load(Path(out_dir) / checkpoint.FILENAME).config
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    if not isinstance(saved, dict) or not set(saved) <= fields:
-        raise CheckpointError(f"{out_dir}: its checkpoint holds no training config this scratchlm can resume from")
-    return TrainConfig(**saved)
+def _saved_config(saved: checkpoint.Checkpoint) -> TrainConfig:
+    if not isinstance(saved.config, dict):
+        raise CheckpointError(f"{saved.path} holds no training config to resume from")
+    try:
+        return TrainConfig.from_dict(saved.config)
+    except (TypeError, ScratchLMError) as e:
+        raise CheckpointError(f"{saved.path}: its training config is not usable by this scratchlm ({e})") from None
 
 
 def _start_ids(tokenizer) -> list[int]:
@@ -137,16 +79,20 @@ def _start_ids(tokenizer) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    device = get_device(args.device)  # once: the preset, the message and the run all use this one
+    saved = None
+    if args.resume:
+        saved = checkpoint.load(Path(args.out_dir or DEFAULT_OUT) / checkpoint.FILENAME)
+    config = config_from_args(args, device, saved)
     threads = configure_threads(args.threads)
-    device = get_device(config.device)
+    m = config.model
     print(
-        f"training on {device} ({threads} threads): {config.n_layer} layers, {config.n_head} heads, "
-        f"{config.n_embd} dims, block {config.block_size}, batch {config.batch_size}, {config.max_iters} steps; "
+        f"training on {device} ({threads} threads): {m.n_layer} layers, {m.n_head} heads, "
+        f"{m.n_embd} dims, block {m.block_size}, batch {config.batch_size}, {config.max_iters} steps; "
         f"checkpoints in {config.out_dir}/"
     )
     t0 = time.perf_counter()
-    result = train(config)
+    result = train(config, checkpoint=saved, device=device)
     elapsed = time.perf_counter() - t0
     if result.metrics:
         last = result.metrics[-1]

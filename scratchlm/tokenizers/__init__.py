@@ -1,8 +1,10 @@
-"""Tokenizers: characters (lesson 01) and byte-level BPE (lesson 05)."""
+"""Tokenizers: characters (lesson 01) and byte-level BPE (lesson 05); `load(spec)` opens either kind of file
+or a published vocabulary by name."""
 
 from scratchlm.tokenizers.base import Tokenizer, tokenizer_from_dict
 from scratchlm.tokenizers.bpe import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, BPETokenizer
 from scratchlm.tokenizers.char import CharTokenizer
+from scratchlm.tokenizers.loading import load
 
 __all__ = [
     "GPT2_SPLIT_PATTERN",
@@ -10,5 +12,6 @@ __all__ = [
     "BPETokenizer",
     "CharTokenizer",
     "Tokenizer",
+    "load",
     "tokenizer_from_dict",
 ]

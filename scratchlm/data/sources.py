@@ -1,12 +1,10 @@
-"""Data files and batches.
+"""Data files: where the course's texts and vocabularies come from.
 
-Files: a registry of the few public files the course uses, each with its URL and sha256. `fetch(name)`
-looks for a verified copy in the cache folder, then in a mirror folder (`SCRATCHLM_DATA_MIRROR`, for offline
-use), then downloads it with a progress bar. Every copy is checked against its sha256 before it is used,
-and written atomically, so a failed or interrupted fetch never leaves a bad file in the cache.
-
-Batches: text becomes one 1-D tensor of token ids; `split` cuts it into train/val and `get_batch` samples
-`(x, y)` windows with a seeded generator using index arithmetic (no per-token Python loop).
+A registry of the few public files the course uses, each with its URL and sha256. `fetch(name)` looks for a
+verified copy in the cache folder, then in a mirror folder (`SCRATCHLM_DATA_MIRROR`, for offline use), then
+downloads it with a progress bar. Every copy is checked against its sha256 before it is used, and written
+atomically, so a failed or interrupted fetch never leaves a bad file in the cache. `load_text` reads a
+registered file by name or any UTF-8 file by path.
 """
 
 from __future__ import annotations
@@ -18,10 +16,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
-from scratchlm.errors import ConfigError, DataError
+from scratchlm.errors import DataError
 from scratchlm.files import atomic_write
 
 MIRROR_ENV = "SCRATCHLM_DATA_MIRROR"
@@ -71,7 +68,7 @@ def default_data_dir() -> Path:
     """The cache folder: $SCRATCHLM_DATA_DIR, else `data/` of a source checkout, else ~/.cache/scratchlm."""
     if env := os.environ.get(DATA_DIR_ENV):
         return Path(env)
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[2]
     if (checkout / "pyproject.toml").is_file() and (checkout / "data").is_dir():
         return checkout / "data"
     return Path.home() / ".cache" / "scratchlm" / "data"
@@ -167,42 +164,3 @@ def load_text(name_or_path: str | Path = "tinyshakespeare") -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
-
-
-def split(data: torch.Tensor, val_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cut a 1-D token tensor into (train, val): the first 1 - val_fraction and the rest.
-
-    A contiguous cut (not a shuffle) keeps validation text unseen: neighbouring windows overlap, so a random
-    split would leak training text into validation.
-    """
-    if not 0.0 < val_fraction < 1.0:
-        raise ConfigError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    n = int(len(data) * (1.0 - val_fraction))
-    return data[:n], data[n:]
-
-
-def get_batch(
-    data: torch.Tensor,
-    block_size: int,
-    batch_size: int,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample `batch_size` random windows of `block_size` tokens.
-
-    Returns `x` and `y`, both `(batch_size, block_size)` int64: `y[b, t]` is the token that follows
-    `x[b, t]` in the text (so `y[b, :-1] == x[b, 1:]`). Deterministic for a given generator state.
-    """
-    if block_size <= 0 or batch_size <= 0:
-        raise ConfigError(f"block_size and batch_size must be positive, got {block_size} and {batch_size}")
-    if len(data) <= block_size:
-        raise ConfigError(f"the data has {len(data)} tokens, too few for windows of block_size={block_size}")
-    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
-    windows = data[starts[:, None] + torch.arange(block_size + 1)]
-    x, y = windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
-    if device is not None:
-        device = torch.device(device)
-        if device.type == "cuda":  # pinned host memory lets the copy overlap with compute
-            return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-        x, y = x.to(device), y.to(device)
-    return x, y

@@ -1,0 +1,46 @@
+"""Training: what a run depends on (`config`), one step and one loss estimate (`step`), and the loop that
+resolves a run once and calls them (`loop`).
+
+    from scratchlm.training import preset, train
+    result = train(preset("smoke", max_iters=100))
+"""
+
+from scratchlm.training.config import DTYPES, PRESETS, TrainConfig, lr_at, preset
+from scratchlm.training.loop import (
+    Callback,
+    Run,
+    TrainingInterrupted,
+    TrainResult,
+    prepare_run,
+    train,
+)
+from scratchlm.training.step import (
+    StepResult,
+    autocast_for,
+    estimate_loss,
+    make_optimizer,
+    param_groups,
+    resolve_dtype,
+    train_step,
+)
+
+__all__ = [
+    "DTYPES",
+    "PRESETS",
+    "Callback",
+    "Run",
+    "StepResult",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingInterrupted",
+    "autocast_for",
+    "estimate_loss",
+    "lr_at",
+    "make_optimizer",
+    "param_groups",
+    "prepare_run",
+    "preset",
+    "resolve_dtype",
+    "train",
+    "train_step",
+]

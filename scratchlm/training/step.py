@@ -1,0 +1,155 @@
+"""One training step and one loss estimate: the two loops inside every training run, written once.
+
+    autocast = autocast_for(device, "auto")
+    optimizer = make_optimizer(model, config, device)
+    result = train_step(model, optimizer, get_batch(train_ids, 64, 12, generator, device),
+                        lr=lr_at(step, config), grad_clip=1.0, autocast=autocast)
+    result.loss.item(), result.grad_norm
+
+`train` calls these, and so do the lessons (after deriving them once) and the benchmarks, so the step that is
+measured is the step that trains. They work for any language model whose `forward(x, y)` returns
+`(logits, loss)`: the bigram model, a lesson's single head, the GPT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from scratchlm.data import get_batch
+from scratchlm.errors import ConfigError
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups: weight decay on every matrix (Linear weights and embeddings), none on
+    vectors (biases, LayerNorm gains and shifts).
+
+    Decaying a bias or a LayerNorm gain pulls it towards 0, which is not a simpler function, so they are
+    left alone. The embedding is decayed too (as in nanoGPT): tied, it is also the output layer's weight.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]  # parameters() yields a tied tensor once
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
+def make_optimizer(model: nn.Module, config: Any, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over `param_groups`, with `config`'s learning_rate, betas and weight_decay (a `TrainConfig`)."""
+    # the fused kernel (one launch for all parameters) is the fastest AdamW on both CUDA and CPU
+    fused = device.type in ("cuda", "cpu")
+    return torch.optim.AdamW(
+        param_groups(model, config.weight_decay), lr=config.learning_rate, betas=config.betas, fused=fused
+    )
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a run's `dtype` option ("auto", "float32", "bfloat16") on `device`, or None
+    for plain float32. "auto" is bfloat16 on CUDA GPUs that support it, float32 elsewhere."""
+    if dtype == "float32":
+        return None
+    if dtype == "bfloat16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError("dtype='bfloat16' was requested but this GPU does not support bfloat16")
+        return torch.bfloat16
+    if dtype != "auto":
+        raise ConfigError(f"dtype must be one of auto, float32, bfloat16, got {dtype!r}")
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def autocast_for(device: torch.device, dtype: str = "auto") -> contextlib.AbstractContextManager:
+    """The mixed-precision context for forward passes on `device`: `torch.autocast` in the resolved dtype, or
+    a do-nothing context for float32. It can be entered again and again."""
+    amp_dtype = resolve_dtype(dtype, device)
+    if amp_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=amp_dtype)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one `train_step` did. loss: the mean training loss over its micro-batches, a 0-d tensor still on
+    the device (`.item()` waits for a GPU; keep it as a tensor in hot loops). grad_norm: the total gradient
+    norm before clipping (a 0-d tensor), or None when clipping was off."""
+
+    loss: torch.Tensor
+    grad_norm: torch.Tensor | None
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch | Sequence[Batch],
+    *,
+    lr: float | None = None,
+    grad_clip: float = 0.0,
+    autocast: contextlib.AbstractContextManager | None = None,
+) -> StepResult:
+    """One optimizer step: forward, backward, clip, update.
+
+    batch: `(x, y)`, each (B, T), or a list of such micro-batches whose gradients are accumulated into one
+    step (the gradient of their mean loss, so the number of micro-batches does not rescale the learning rate).
+    lr: set on every parameter group first (None keeps the optimizer's). grad_clip > 0 clips the total
+    gradient norm to it. autocast: the context forward passes run in (`autocast_for`).
+
+    Gradients are cleared at the start of the step, not the end, so after it returns `p.grad` still holds
+    this step's gradients for whoever wants to look at them (a callback, a lesson's plot).
+    """
+    micro_batches = [batch] if isinstance(batch[0], torch.Tensor) else list(batch)
+    if lr is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum = None
+    for x, y in micro_batches:
+        with autocast or contextlib.nullcontext():
+            _, loss = model(x, y)
+        (loss / len(micro_batches)).backward()
+        loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+    grad_norm = None
+    if grad_clip > 0:
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return StepResult(loss=loss_sum / len(micro_batches), grad_norm=grad_norm)
+
+
+@torch.no_grad()
+def estimate_loss(
+    model: nn.Module,
+    splits: dict[str, torch.Tensor],
+    *,
+    block_size: int,
+    batch_size: int,
+    eval_iters: int,
+    seed: int,
+    device: torch.device | str | None = None,
+    autocast: contextlib.AbstractContextManager | None = None,
+) -> dict[str, float]:
+    """Mean loss over `eval_iters` batches of each split ({name: 1-D token tensor}), in eval mode (no dropout).
+
+    The batches come from a generator seeded with `seed` afresh at every call, so successive estimates differ
+    only because the model changed, and evaluating never disturbs the training batches' random stream.
+    """
+    was_training = model.training
+    model.eval()
+    out = {}
+    for name, data in splits.items():
+        generator = torch.Generator().manual_seed(seed)
+        losses = torch.empty(eval_iters)
+        for i in range(eval_iters):
+            x, y = get_batch(data, block_size, batch_size, generator, device)
+            with autocast or contextlib.nullcontext():
+                _, loss = model(x, y)
+            losses[i] = loss.item()
+        out[name] = losses.mean().item()
+    model.train(was_training)
+    return out
