@@ -26,9 +26,8 @@ import time
 
 import torch
 
-from scratchlm.data import load_text, split
 from scratchlm.runtime import configure_threads
-from scratchlm.training import TrainConfig, estimate_loss, preset, train
+from scratchlm.training import TrainConfig, evaluate, preset, train
 
 # name -> TrainConfig fields changed from the reference recipe
 VARIANTS: dict[str, dict] = {
@@ -80,7 +79,7 @@ def config_of(name: str) -> TrainConfig:
         return preset("cpu", progress=False)
     if isinstance(spec, tuple):
         return preset(spec[0], progress=False, **spec[1])
-    return TrainConfig(progress=False, **spec)
+    return TrainConfig(progress=False).replace(**spec)
 
 
 def run_variant(name: str, threads: int | None = 1) -> dict:
@@ -90,8 +89,7 @@ def run_variant(name: str, threads: int | None = 1) -> dict:
     result = train(config)
     seconds = time.perf_counter() - start
     scoring = dataclasses.replace(config, eval_iters=VAL_BATCHES, batch_size=12)
-    ids = torch.tensor(result.tokenizer.encode(load_text(config.data)), dtype=torch.long)
-    val = estimate_loss(result.model, {"val": split(ids, config.val_fraction)[1]}, scoring, torch.device("cpu"))
+    val = evaluate(result.model, {"val": result.splits.val}, scoring, torch.device("cpu"))
     curve = " ".join(f"{m['step']}:{m['val_loss']:.3f}" for m in result.metrics[1:])
     return dict(
         name=name,

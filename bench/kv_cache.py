@@ -51,7 +51,7 @@ def main() -> None:
 
     threads = configure_threads(args.threads)
     preset = PRESETS[args.preset]
-    block_size = max(preset.block_size, args.prompt + max(args.tokens))
+    block_size = max(preset.model.block_size, args.prompt + max(args.tokens))
     config = dataclasses.replace(preset.model_config(vocab_size=65), block_size=block_size)
     torch.manual_seed(0)
     model = GPT(config).eval()
@@ -61,7 +61,7 @@ def main() -> None:
         f"torch {torch.__version__}, {threads} threads on {os.cpu_count()} CPUs, load average "
         f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\nmodel: preset {args.preset!r} sizes ({config.n_layer} layers, "
         f"{config.n_head} heads, {config.n_embd} dims, {model.num_parameters() / 1e6:.2f}M parameters) with "
-        f"block_size {block_size} (preset: {preset.block_size}) so that every run fits in the context; "
+        f"block_size {block_size} (preset: {preset.model.block_size}) so that every run fits in the context; "
         f"prompt {args.prompt} tokens, batch {args.batch}, best of {args.repeats}"
     )
     generate(model, prompt, 5, seed=0)  # warm-up

@@ -64,18 +64,15 @@ from tqdm.auto import tqdm
 
 from scratchlm.attention import Head
 from scratchlm.bigram import BigramLanguageModel
-from scratchlm.data import get_batch, load_text, split
+from scratchlm.data import get_batch, load_splits
 from scratchlm.generation import generate
-from scratchlm.tokenizers.char import CharTokenizer
 
 SEED = 1337
 gen = set_seed(SEED)
 
-text = load_text("tinyshakespeare")
-tokenizer = CharTokenizer.from_text(text)
-data = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-train_data, val_data = split(data, val_fraction=0.1)
-print(f"{len(text):,} characters, vocabulary of {tokenizer.vocab_size}, "
+splits = load_splits("tinyshakespeare")  # lesson 01's steps: read, character tokenizer, encode, 90/10 split
+tokenizer, train_data, val_data = splits.tokenizer, splits.train, splits.val
+print(f"{len(train_data) + len(val_data):,} characters, vocabulary of {tokenizer.vocab_size}, "
       f"{len(train_data):,} train / {len(val_data):,} val tokens")
 
 # %% [markdown]

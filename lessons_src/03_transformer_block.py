@@ -65,19 +65,16 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from scratchlm.attention import Head
-from scratchlm.data import get_batch, load_text, split
+from scratchlm.data import get_batch, load_splits
 from scratchlm.generation import generate
 from scratchlm.model import GPT, Block, GPTConfig
-from scratchlm.tokenizers.char import CharTokenizer
 
 SEED = 1337
 set_seed(SEED)
 
-text = load_text("tinyshakespeare")
-tokenizer = CharTokenizer.from_text(text)
-data = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-train_data, val_data = split(data, val_fraction=0.1)
-print(f"{len(text):,} characters, vocabulary of {tokenizer.vocab_size}, "
+splits = load_splits("tinyshakespeare")  # lesson 01's steps: read, character tokenizer, encode, 90/10 split
+tokenizer, train_data, val_data = splits.tokenizer, splits.train, splits.val
+print(f"{len(train_data) + len(val_data):,} characters, vocabulary of {tokenizer.vocab_size}, "
       f"{len(train_data):,} train / {len(val_data):,} val tokens")
 
 # %% [markdown]
@@ -224,7 +221,7 @@ torch.testing.assert_close(sdpa, explicit)
 print("q, k, v:", tuple(q.shape), "  attention output:", tuple(sdpa.shape))
 
 # %% [markdown]
-# The library's `scratchlm.model.CausalSelfAttention` is this layer with `scaled_dot_product_attention` in
+# The library's `scratchlm.attention.CausalSelfAttention` is this layer with `scaled_dot_product_attention` in
 # place of the explicit softmax; section 7 checks it, inside a whole block.
 #
 # ## 2 · The feed-forward network
@@ -320,14 +317,18 @@ print(f"largest gap between exact and tanh GELU on [-4, 4]: {(F.gelu(z) - F.gelu
 # builds the library's `GPT` (token and position embeddings, a stack of blocks, a final LayerNorm `ln_f`, the
 # output layer) with its usual initialisation and seed, and rewires every block: the models compared below
 # start from *identical weights*.
+#
+# One detail of the wiring: the library's `GPT` calls every block as `block(x, rope, cache, layer)`, handing it
+# the rotary position table (lesson 08) and the key/value cache (lesson 09) that its attention may need. A block
+# of our own takes these as `*context` and passes them on, untouched, to the library's attention.
 
 
 # %%
 class NoResidualBlock(Block):
     """The library's block without its residual connections: each sublayer replaces the stream."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, *context) -> torch.Tensor:
+        x = self.attn(self.ln_1(x), *context)
         x = self.mlp(self.ln_2(x))
         return x
 
@@ -594,8 +595,8 @@ torch.testing.assert_close(normed.mean(-1), torch.zeros(B, T, dtype=torch.float6
 class PostLNBlock(Block):
     """The library's block with the original Transformer's wiring: normalise after each residual addition."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.ln_1(x + self.attn(x))
+    def forward(self, x: torch.Tensor, *context) -> torch.Tensor:
+        x = self.ln_1(x + self.attn(x, *context))
         x = self.ln_2(x + self.mlp(x))
         return x
 
@@ -725,7 +726,10 @@ class TransformerBlock(nn.Module):
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope=None, cache=None, layer: int = 0) -> torch.Tensor:
+        # the library's GPT passes every block a rotary table and a KV cache; ours has neither (lessons 08, 09)
+        if rope is not None or cache is not None:
+            raise NotImplementedError("this block has no RoPE and no KV cache: generate with use_cache=False")
         x = x + self.attn(self.ln_1(x))  # communication
         x = x + self.mlp(self.ln_2(x))  # computation
         return x

@@ -58,7 +58,6 @@ print(f"device={device.type} mode={MODE} torch={torch.__version__}")
 # The rest of the imports, and the data of the earlier lessons: Tiny Shakespeare as characters, split 90/10.
 
 # %%
-import contextlib
 import importlib.util
 import itertools
 import math
@@ -75,21 +74,29 @@ import torch.nn.functional as F
 
 from scratchlm import checkpoint
 from scratchlm import model as library
-from scratchlm.data import get_batch, load_text, split
+from scratchlm.data import get_batch, load_splits
 from scratchlm.generation import filter_logits, generate
 from scratchlm.model import Block, GPTConfig
-from scratchlm.tokenizers import CharTokenizer
-from scratchlm.training import TrainConfig, lr_at, make_optimizer, param_groups, preset, resolve_dtype, train
+from scratchlm.training import (
+    TrainConfig,
+    autocast_for,
+    lr_at,
+    make_optimizer,
+    param_groups,
+    preset,
+    resolve_dtype,
+    train,
+    train_step,
+)
 
 SEED = 1337
 set_seed(SEED)
 
-text = load_text("tinyshakespeare")
-tokenizer = CharTokenizer.from_text(text)
-data = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-train_data, val_data = split(data, val_fraction=0.1)
+splits = load_splits("tinyshakespeare")  # lesson 01's steps: read, character tokenizer, encode, 90/10 split
+tokenizer, train_data, val_data = splits.tokenizer, splits.train, splits.val
 V = tokenizer.vocab_size
-print(f"{len(text):,} characters, vocabulary of {V}, {len(train_data):,} train / {len(val_data):,} val tokens")
+print(f"{len(train_data) + len(val_data):,} characters, vocabulary of {V}, "
+      f"{len(train_data):,} train / {len(val_data):,} val tokens")
 
 # %% [markdown]
 # ## 1 · From token ids to logits
@@ -372,7 +379,9 @@ print(f"N (without wpe) = {N:,}; FLOPs per token = 6N + 12·L·T·C = {6 * N:,} 
 # %% [markdown]
 # **MFU** (model FLOPs utilisation) divides the FLOP/s a training run achieves, `FLOPs per token × tokens/s`,
 # by the device's peak FLOP/s. We measure both. Tokens per second: full training steps (forward, backward,
-# clipping, AdamW) of this model at the preset's batch size, after two untimed warm-up steps. The peak: we do
+# clipping, AdamW) of this model at the preset's batch size, after two untimed warm-up steps. Each is a call of
+# `scratchlm.training.train_step(model, optimizer, batch, lr=..., grad_clip=..., autocast=...)`, the very step
+# that `train` (section 5) runs; section 4 takes its parts apart. The peak: we do
 # not look it up, we *estimate* it by timing a large square matrix product in the precision training uses, the
 # operation a device is fastest at. A datasheet peak would be higher (and on a shared machine the estimate
 # also depends on the load at this moment), so treat the MFU below as an estimate relative to this machine's
@@ -390,21 +399,17 @@ def time_training_steps(config: TrainConfig, steps: int, warmup: int = 2) -> tup
     torch.manual_seed(config.seed)
     net = library.GPT(config.model_config(V)).to(device)
     optimizer = make_optimizer(net, config, device)
-    amp_dtype = resolve_dtype(config, device)  # bfloat16 autocast on recent GPUs, as train() does
-    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+    autocast = autocast_for(device, config.dtype)  # bfloat16 autocast on recent GPUs, as train() does
     batches = torch.Generator().manual_seed(config.seed)
     norms = []
     for step in range(warmup + steps):
         if step == warmup:
             synchronize()
             start = time.perf_counter()
-        x, y = get_batch(train_data, config.block_size, config.batch_size, batches, device)
-        with autocast:
-            _, loss = net(x, y)
-        loss.backward()
-        norms.append(torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        batch = get_batch(train_data, config.model.block_size, config.batch_size, batches, device)
+        result = train_step(net, optimizer, batch, lr=lr_at(step, config), grad_clip=config.grad_clip,
+                            autocast=autocast)
+        norms.append(result.grad_norm)  # the norm before clipping
     synchronize()
     seconds = time.perf_counter() - start
     return steps * config.tokens_per_step / seconds, [n.item() for n in norms]
@@ -427,12 +432,12 @@ def matmul_flops_per_second(n: int, dtype: torch.dtype, repeats: int = 5) -> flo
 if device.type == "cuda":
     torch.set_float32_matmul_precision("high")  # as train() does
 tokens_per_s, grad_norms = time_training_steps(train_config, steps=pick(smoke=3, cpu=20, gpu=50))
-matmul_dtype = resolve_dtype(train_config, device) or torch.float32
+matmul_dtype = resolve_dtype(train_config.dtype, device) or torch.float32
 peak = matmul_flops_per_second(pick(smoke=512, cpu=1024, gpu=8192), matmul_dtype, repeats=pick(smoke=3, cpu=10, gpu=20))
 mfu = model.estimate_mfu(tokens_per_s, peak)
 load = f" load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
 print(f"device={device.type} threads={torch.get_num_threads()}{load} preset={RUN} "
-      f"batch={train_config.batch_size}x{train_config.block_size} matmul dtype={str(matmul_dtype).removeprefix('torch.')}")
+      f"batch={train_config.batch_size}x{model_config.block_size} matmul dtype={str(matmul_dtype).removeprefix('torch.')}")
 print(f"training: {tokens_per_s:,.0f} tokens/s x {flops / 1e6:.2f} MFLOP/token = {tokens_per_s * flops / 1e9:.1f} GFLOP/s")
 print(f"matmul estimate of the peak: {peak / 1e9:.1f} GFLOP/s  ->  MFU ≈ {mfu:.1%}")
 assert math.isfinite(mfu) and mfu > 0
@@ -531,8 +536,10 @@ torch.testing.assert_close(after, before * max_norm / before.norm(), rtol=1e-4, 
 # ## 5 · Training on Tiny Shakespeare
 #
 # All of the above is in `scratchlm.training.train(config)`: batches from a seeded generator, AdamW with the
-# decay groups, `lr_at`, clipping, bfloat16 autocast on GPUs that support it, an evaluation of train and val
-# loss every `eval_interval` steps on fixed batches, and a checkpoint at every evaluation. The presets are
+# decay groups, `lr_at`, clipping, bfloat16 autocast on GPUs that support it (every step one `train_step`),
+# an evaluation of train and val loss every `eval_interval` steps on fixed batches (`estimate_loss`), and a
+# checkpoint at every evaluation. A `TrainConfig` holds the model's `GPTConfig` (`train_config.model`) beside
+# the settings of the run; `preset(name, n_embd=96, max_iters=500)` changes fields of either by name. The presets are
 # sizes for three budgets:
 #
 # - `preset("gpu")`: the classic character-level configuration, 6 layers, 6 heads, 384 channels, a context of
@@ -551,7 +558,8 @@ torch.testing.assert_close(after, before * max_norm / before.norm(), rtol=1e-4, 
 # This notebook trains the preset of its mode:
 
 # %%
-print({k: v for k, v in vars(train_config).items() if k in (
+settings = {**vars(train_config.model), **vars(train_config)}  # the model's fields and the run's, by name
+print({k: settings[k] for k in (
     "n_layer", "n_head", "n_embd", "block_size", "dropout", "batch_size", "max_iters", "learning_rate",
     "min_lr", "warmup_iters", "weight_decay", "grad_clip", "eval_interval")})
 result = train(train_config)
@@ -584,7 +592,7 @@ print(f"device={device.type} threads={torch.get_num_threads()}{load}: {final['el
 # %%
 late_norms = []
 for batch in range(5):
-    net_x, net_y = get_batch(train_data, train_config.block_size, train_config.batch_size,
+    net_x, net_y = get_batch(train_data, model_config.block_size, train_config.batch_size,
                              torch.Generator().manual_seed(SEED + 10 + batch), device)
     _, loss = result.model(net_x, net_y)
     loss.backward()
@@ -665,7 +673,8 @@ assert probs[kept_p].sum() >= TOP_P and probs[kept_p].sum() - probs[kept_p].min(
 # quality next to each: the share of generated words that occur somewhere in the training text.
 
 # %%
-known_words = set(re.findall(r"[A-Za-z']+", text))
+train_text = tokenizer.decode(train_data.tolist())
+known_words = set(re.findall(r"[A-Za-z']+", train_text))
 settings = {
     "greedy (temperature 0)": {"temperature": 0.0},
     "temperature 0.5": {"temperature": 0.5},
@@ -707,7 +716,7 @@ print(f"{ckpt.path.name}: step {ckpt.step}, {len(ckpt.metrics)} metrics records,
 x_check, _ = get_batch(val_data, model_config.block_size, 4, torch.Generator().manual_seed(SEED), device)
 with torch.no_grad():
     assert torch.equal(restored(x_check)[0], net(x_check)[0])
-assert restored_tokenizer.encode(text[:1000]) == tokenizer.encode(text[:1000])
+assert restored_tokenizer.encode(train_text[:1000]) == tokenizer.encode(train_text[:1000])
 
 # %% [markdown]
 # The rebuilt model gives bit-identical logits. For sampling alone the optimiser state is dead weight:

@@ -60,7 +60,6 @@ print(f"device={device.type} mode={MODE} torch={torch.__version__}")
 # beyond "it runs".
 
 # %%
-import contextlib
 import dataclasses
 import math
 import os
@@ -77,8 +76,8 @@ from tqdm.auto import tqdm
 from scratchlm.data import get_batch, load_text, split
 from scratchlm.generation import generate
 from scratchlm.model import GPT
-from scratchlm.tokenizers import BPETokenizer, CharTokenizer
-from scratchlm.training import TrainConfig, load_tokenizer, make_optimizer, resolve_dtype, train
+from scratchlm.tokenizers import BPETokenizer, CharTokenizer, load
+from scratchlm.training import TrainConfig, autocast_for, make_optimizer, train, train_step
 
 SEEDS = pick(smoke=[1337], cpu=[1337, 1338])  # every model is trained once per seed
 SEED = SEEDS[0]
@@ -108,7 +107,8 @@ BASE = TrainConfig.preset(
 MACHINE = f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 if hasattr(os, "getloadavg"):
     MACHINE += f", load average {os.getloadavg()[0]:.1f} at the start"
-print(f"{BASE.n_layer} layers, {BASE.n_head} heads, n_embd={BASE.n_embd}, block_size={BASE.block_size}, "
+print(f"{BASE.model.n_layer} layers, {BASE.model.n_head} heads, n_embd={BASE.model.n_embd}, "
+      f"block_size={BASE.model.block_size}, "
       f"batch_size={BASE.batch_size}, {BASE.max_iters} steps, lr {BASE.learning_rate:g} -> {BASE.min_lr:g}, "
       f"seeds {SEEDS}\n{device.type}: {MACHINE}")
 
@@ -139,7 +139,7 @@ for size in BPE_SIZES:
     bpe[size] = BPETokenizer.train(train_text, size)
     tokenizer_paths[size] = workdir / f"shakespeare_{size}.bpe"
     bpe[size].save(tokenizer_paths[size])
-    assert load_tokenizer(tokenizer_paths[size]).ranks == bpe[size].ranks  # what train() will load
+    assert load(tokenizer_paths[size]).ranks == bpe[size].ranks  # what train() will load (tokenizers.load)
 char_tokenizer = CharTokenizer.from_text(text)  # what train() builds when tokenizer=None
 assert set(train_text) == set(text)
 tokenizers = {"char": char_tokenizer} | {f"BPE {size}": bpe[size] for size in BPE_SIZES}
@@ -321,7 +321,7 @@ def bits_per_byte(nats: torch.Tensor, ids: torch.Tensor, n_bytes: torch.Tensor) 
 # %%
 set_seed(SEED)
 fresh = GPT(BASE.model_config(char_tokenizer.vocab_size)).eval()
-T = BASE.block_size
+T = BASE.model.block_size
 ids = held_ids["char"][: 5 * T]
 for stride in (T, T // 2):
     nats, context = token_nats(fresh, ids, stride)
@@ -371,7 +371,7 @@ for seed in SEEDS:
         assert result.tokenizer.encode(held_out) == held_ids[name].tolist()  # the tokenizer we meant
         assert abs(result.metrics[0]["val_loss"] - math.log(tok.vocab_size)) < 0.2  # untrained: about uniform
         nats, context = token_nats(result.model, held_ids[name], desc=f"scoring {name}")
-        nats_sliding, _ = token_nats(result.model, held_ids[name], stride=BASE.block_size // 2,
+        nats_sliding, _ = token_nats(result.model, held_ids[name], stride=BASE.model.block_size // 2,
                                      desc=f"sliding {name}")
         run = dict(
             model=result.model,
@@ -402,8 +402,8 @@ char_val = split(ids_of["char"], BASE.val_fraction)[1]
 nats, _ = token_nats(runs["char", SEED]["model"], char_val, desc="char val split")
 ours = bits_per_byte(nats, char_val, bytes_of["char"])
 from_train = runs["char", SEED]["metrics"][-1]["val_loss"] / math.log(2)
-n_windows = (len(char_val) - 1) // BASE.block_size
-window_bits = nats[: n_windows * BASE.block_size].view(n_windows, -1).mean(1) / math.log(2)
+n_windows = (len(char_val) - 1) // BASE.model.block_size
+window_bits = nats[: n_windows * BASE.model.block_size].view(n_windows, -1).mean(1) / math.log(2)
 standard_error = window_bits.std().item() / math.sqrt(BASE.eval_iters * BASE.batch_size)
 print(f"char model on its validation split: {ours:.3f} bits per byte (every window), "
       f"{from_train:.3f} from train()'s val_loss ({BASE.eval_iters * BASE.batch_size} random windows), "
@@ -424,8 +424,7 @@ assert abs(ours - from_train) < 4 * standard_error
 def step_seconds(names: list[str], rounds: int) -> dict[str, float]:
     """Median seconds per training step of a fresh model for each tokenizer, the models taking turns."""
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
-    amp_dtype = resolve_dtype(BASE, device)
-    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+    autocast = autocast_for(device, BASE.dtype)
     generator = torch.Generator().manual_seed(SEED)
     setups, times = {}, {name: [] for name in names}
     for name in names:
@@ -433,15 +432,10 @@ def step_seconds(names: list[str], rounds: int) -> dict[str, float]:
         setups[name] = model, make_optimizer(model, BASE, device), split(ids_of[name], BASE.val_fraction)[0]
     for r in tqdm(range(rounds + 2), desc="timing steps"):
         for name, (model, optimizer, train_ids) in setups.items():
-            x, y = get_batch(train_ids, BASE.block_size, BASE.batch_size, generator, device)
+            x, y = get_batch(train_ids, BASE.model.block_size, BASE.batch_size, generator, device)
             sync()
             start = time.perf_counter()
-            with autocast:
-                _, loss = model(x, y)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), BASE.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            train_step(model, optimizer, (x, y), grad_clip=BASE.grad_clip, autocast=autocast)  # train()'s step
             sync()
             if r >= 2:  # the first two rounds warm up
                 times[name].append(time.perf_counter() - start)
@@ -509,8 +503,8 @@ for name, tok in tokenizers.items():
         bpb_sliding=statistics.mean(runs[name, seed]["bpb_sliding"] for seed in SEEDS),
     )
     summary[name]["bytes_per_s"] = summary[name]["tokens_per_s"] * summary[name]["train_bytes_per_token"]
-print(f"held-out text: {n_held_bytes:,} bytes; {BASE.n_layer} layers, n_embd={BASE.n_embd}, "
-      f"block_size={BASE.block_size} tokens, batch {BASE.batch_size}, {BASE.max_iters} steps, seeds {SEEDS}; "
+print(f"held-out text: {n_held_bytes:,} bytes; {BASE.model.n_layer} layers, n_embd={BASE.model.n_embd}, "
+      f"block_size={BASE.model.block_size} tokens, batch {BASE.batch_size}, {BASE.max_iters} steps, seeds {SEEDS}; "
       f"{device.type}: {MACHINE}")
 header = (f"{'model':9} {'vocab':>6} {'params':>9} {'embedding':>10} {'MFLOP/token':>12} {'bytes/token':>12} "
           f"{'tokens/s':>9} {'KB/s':>6} {'bits/byte':>14} {'sliding':>8}")
@@ -537,7 +531,7 @@ fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
 ax1.plot(vocab, [summary[n]["bpb"] for n in names], "o-", label="side-by-side windows (mean of seeds)")
 for seed in SEEDS:
     ax1.plot(vocab, [runs[n, seed]["bpb"] for n in names], ".", color="tab:blue", alpha=0.5)
-ax1.plot(vocab, [summary[n]["bpb_sliding"] for n in names], "s--", label=f"sliding, stride {BASE.block_size // 2}")
+ax1.plot(vocab, [summary[n]["bpb_sliding"] for n in names], "s--", label=f"sliding, stride {BASE.model.block_size // 2}")
 ax1.set_ylabel("bits per byte, held-out text (lower is better)")
 ax1.set_title(f"Same body, same {BASE.max_iters} steps")
 ax2.plot(vocab, [summary[n]["tokens_per_s"] for n in names], "o-", color="tab:green", label="tokens / s")
@@ -566,7 +560,7 @@ plt.show()
 # bytes (right: tokens times the model's bytes per token), for seed 1337:
 
 # %%
-contexts = torch.arange(1, BASE.block_size + 1)
+contexts = torch.arange(1, BASE.model.block_size + 1)
 bin_of = torch.tensor([(c - 1).bit_length() for c in contexts.tolist()])  # 1 -> 0, 2 -> 1, 3-4 -> 2, 5-8 -> 3...
 n_bins = bin_of[-1].item() + 1
 bin_centres = torch.zeros(n_bins).index_add_(0, bin_of, contexts.float()) / torch.bincount(bin_of)

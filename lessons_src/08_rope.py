@@ -65,16 +65,14 @@ import time
 import matplotlib.pyplot as plt
 import torch.nn.functional as F
 
-from scratchlm.data import load_text, split
+from scratchlm.data import load_splits
 from scratchlm.errors import ConfigError
 from scratchlm.model import GPT, GPTConfig
-from scratchlm.tokenizers import CharTokenizer
 
 SEED = 1337
 set_seed(SEED)
-text = load_text("tinyshakespeare")
-tokenizer = CharTokenizer.from_text(text)
-print(f"{len(text):,} characters, vocabulary of {tokenizer.vocab_size}")
+tokenizer = load_splits("tinyshakespeare").tokenizer  # lesson 01's character tokenizer of Tiny Shakespeare
+print(f"vocabulary of {tokenizer.vocab_size} characters")
 
 # %% [markdown]
 # ## 1 · Why attention needs positions
@@ -499,8 +497,9 @@ for pos in ("learned", "rope"):
     runs[pos] = train(preset(PRESET, pos_embedding=pos, seed=SEED, **overrides))
     seconds[pos] = time.perf_counter() - start
 cfg = runs["rope"].config
-BLOCK = cfg.block_size
-print(f"preset {PRESET!r}: n_layer={cfg.n_layer} n_head={cfg.n_head} n_embd={cfg.n_embd} block_size={BLOCK} "
+BLOCK = cfg.model.block_size
+print(f"preset {PRESET!r}: n_layer={cfg.model.n_layer} n_head={cfg.model.n_head} n_embd={cfg.model.n_embd} "
+      f"block_size={BLOCK} "
       f"batch={cfg.batch_size} steps={cfg.max_iters} lr={cfg.learning_rate} seed={cfg.seed} device={device.type}")
 
 # %% [markdown]
@@ -516,7 +515,7 @@ for pos, color in (("learned", "C0"), ("rope", "C1")):
     ax1.plot(steps, [m["val_loss"] for m in metrics], "o-", ms=3, color=color, label=f"{pos}: val")
     ax1.plot(steps, [m["train_loss"] for m in metrics], ":", color=color, label=f"{pos}: train")
 ax1.set(xlabel="step", ylabel="loss (cross-entropy, nats)",
-        title=f"learned positions vs RoPE: {cfg.n_layer} layers, n_embd={cfg.n_embd}, same batches")
+        title=f"learned positions vs RoPE: {cfg.model.n_layer} layers, n_embd={cfg.model.n_embd}, same batches")
 ax1.legend()
 ax1.grid(alpha=0.3)
 wpe_learned = F.normalize(runs["learned"].model.transformer.wpe.weight.detach().cpu(), dim=-1)
@@ -586,8 +585,7 @@ print(f"RoPE model for {EVAL_LEN} positions: cos/sin tables {tuple(long_rope.rop
 
 # %%
 N_WINDOWS = pick(smoke=16, cpu=256, gpu=512)
-tokens = torch.tensor(runs["rope"].tokenizer.encode(text), dtype=torch.long)
-_, val_tokens = split(tokens, cfg.val_fraction)
+val_tokens = runs["rope"].splits.val  # the validation split train() held out
 starts = torch.randint(len(val_tokens) - EVAL_LEN - 1, (N_WINDOWS,), generator=torch.Generator().manual_seed(SEED))
 windows = val_tokens[starts[:, None] + torch.arange(EVAL_LEN + 1)]  # (N, EVAL_LEN + 1): inputs and targets
 

@@ -66,15 +66,13 @@ import time
 import matplotlib.pyplot as plt
 import torch.nn.functional as F
 
-from scratchlm.data import load_text
+from scratchlm.data import load_splits
 from scratchlm.generation import generate
 from scratchlm.model import GPT, GPTConfig
-from scratchlm.tokenizers.char import CharTokenizer
 
 SEED = 1337
 set_seed(SEED)
-text = load_text("tinyshakespeare")
-tokenizer = CharTokenizer.from_text(text)
+tokenizer = load_splits("tinyshakespeare").tokenizer  # lesson 01's character tokenizer of Tiny Shakespeare
 VOCAB = tokenizer.vocab_size
 prompt = torch.tensor([tokenizer.encode("ROMEO:\nWhat light")], device=device)  # (1, 17)
 WHERE = device.type + (f", {torch.get_num_threads()} thread" if device.type == "cpu" else "")  # for the results
@@ -493,8 +491,9 @@ for name, n_kv in VARIANTS.items():
 
 # %%
 train_config = runs["MHA"].config
-print(f"{TRAIN_PRESET} preset, n_layer={train_config.n_layer} n_head={N_HEAD} n_embd={train_config.n_embd} "
-      f"block_size={train_config.block_size}, {STEPS} steps of {train_config.tokens_per_step} tokens, seed {SEED}, "
+model_config = train_config.model
+print(f"{TRAIN_PRESET} preset, n_layer={model_config.n_layer} n_head={N_HEAD} n_embd={model_config.n_embd} "
+      f"block_size={model_config.block_size}, {STEPS} steps of {train_config.tokens_per_step} tokens, seed {SEED}, "
       f"{WHERE}")
 print(f"{'variant':<8}{'n_kv_head':>9}{'parameters':>12}{'cache B/token':>15}{'val loss':>10}{'train s':>9}")
 cache_per_token = {}
@@ -546,9 +545,8 @@ for run in runs.values():  # every variant learned something
 
 # %%
 from scratchlm import checkpoint as ckpt_io
-from scratchlm.data import split
 from scratchlm.model import mha_to_gqa
-from scratchlm.training import estimate_loss
+from scratchlm.training import evaluate
 
 mha = runs["MHA"].model
 gqa = mha_to_gqa(mha, VARIANTS["GQA"])
@@ -567,7 +565,7 @@ print(f"{mha.num_parameters():,} parameters -> {gqa.num_parameters():,}; kv head
       f"{gqa.config.kv_heads}")
 
 # %% [markdown]
-# Now the losses, on exactly the validation batches that `train` evaluated on (`estimate_loss` with the run's
+# Now the losses, on exactly the validation batches that `train` evaluated on (`evaluate` with the run's
 # config draws them from the same seed): the MHA model, the converted model untouched, and the converted model
 # after a short uptraining.
 #
@@ -577,12 +575,11 @@ print(f"{mha.num_parameters():,} parameters -> {gqa.num_parameters():,}; kv head
 # learning rate a third of the original's.
 
 # %%
-tokens = torch.tensor(runs["MHA"].tokenizer.encode(text), dtype=torch.long)
-_, val_data = split(tokens, train_config.val_fraction)
+val_data = runs["MHA"].splits.val  # the validation split train() held out
 
 
 def val_loss(model: GPT) -> float:
-    return estimate_loss(model, {"val": val_data}, train_config, device)["val"]
+    return evaluate(model, {"val": val_data}, train_config, device)["val"]
 
 
 before = val_loss(mha)

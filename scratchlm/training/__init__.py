@@ -11,6 +11,7 @@ from scratchlm.training.loop import (
     Run,
     TrainingInterrupted,
     TrainResult,
+    evaluate,
     prepare_run,
     train,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "TrainingInterrupted",
     "autocast_for",
     "estimate_loss",
+    "evaluate",
     "lr_at",
     "make_optimizer",
     "param_groups",

@@ -92,18 +92,8 @@ class Run:
         ]
 
     def evaluate(self) -> dict[str, float]:
-        """Train and val loss of the model now, on the same batches at every call (`estimate_loss`)."""
-        c = self.config
-        return estimate_loss(
-            self.model,
-            self.splits.as_dict(),
-            block_size=c.model.block_size,
-            batch_size=c.batch_size,
-            eval_iters=c.eval_iters,
-            seed=c.seed + EVAL_SEED_OFFSET,
-            device=self.device,
-            autocast=self.autocast,
-        )
+        """Train and val loss of the model now, on the same batches at every call."""
+        return evaluate(self.model, self.splits.as_dict(), self.config, self.device, self.autocast)
 
     def save(self) -> Path | None:
         """Write the checkpoint (weights, optimizer, config, tokenizer, step, random states, metrics)."""
@@ -143,6 +133,27 @@ class TrainResult:
     @property
     def final_val_loss(self) -> float | None:
         return self.metrics[-1]["val_loss"] if self.metrics else None
+
+
+def evaluate(
+    model: nn.Module,
+    splits: dict[str, torch.Tensor],
+    config: TrainConfig,
+    device: torch.device | str | None = None,
+    autocast: contextlib.AbstractContextManager | None = None,
+) -> dict[str, float]:
+    """`estimate_loss` on the very batches that `train` evaluates a run of `config` on: its block and batch
+    sizes, `eval_iters` batches, drawn from their own generator seeded `config.seed + 1`."""
+    return estimate_loss(
+        model,
+        splits,
+        block_size=config.model.block_size,
+        batch_size=config.batch_size,
+        eval_iters=config.eval_iters,
+        seed=config.seed + EVAL_SEED_OFFSET,
+        device=device,
+        autocast=autocast,
+    )
 
 
 def prepare_run(
