@@ -20,15 +20,16 @@ import torch.nn.functional as F
 from scratchlm.errors import ConfigError
 from scratchlm.kv_cache import KVCache
 from scratchlm.model import GPT
+from scratchlm.options import NON_NEGATIVE_INT, POSITIVE_INT, Rule, optional
+
+_TOP_K = optional(Rule("an integer >= 1", POSITIVE_INT.accepts))
 
 
 def _check_sampling_args(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ConfigError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
+    NON_NEGATIVE_INT.check("max_new_tokens", max_new_tokens)
     if not 0 <= temperature < math.inf:  # also rejects NaN
         raise ConfigError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ConfigError(f"top_k must be an integer >= 1 or None, got {top_k!r}")
+    _TOP_K.check("top_k", top_k)
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ConfigError(f"top_p must be in (0, 1] or None, got {top_p}")
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from scratchlm.errors import ConfigError
+from scratchlm.options import POSITIVE_INT
 
 if TYPE_CHECKING:
     from scratchlm.model import GPT, GPTConfig
@@ -56,8 +57,7 @@ class KVCache:
     ):
         for name, value in (("n_layer", n_layer), ("batch_size", batch_size), ("n_kv_head", n_kv_head),
                             ("head_size", head_size), ("max_len", max_len)):  # fmt: skip
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            POSITIVE_INT.check(name, value)
         shape = (batch_size, n_kv_head, max_len, head_size)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]

@@ -34,10 +34,11 @@ from __future__ import annotations
 import torch
 
 from scratchlm.errors import ConfigError
+from scratchlm.options import NON_NEGATIVE_INT, is_int
 
 
 def _check_head_size(head_size: int) -> None:
-    if isinstance(head_size, bool) or not isinstance(head_size, int) or head_size <= 0 or head_size % 2:
+    if not is_int(head_size) or head_size <= 0 or head_size % 2:
         raise ConfigError(f"RoPE rotates pairs of channels, so the head size must be even, got {head_size!r}")
 
 
@@ -58,8 +59,7 @@ def rope_cache(
 
     The angles are computed in float64 and rounded once to `dtype`, so a long table loses no precision.
     """
-    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 0:
-        raise ConfigError(f"max_len must be a non-negative integer, got {max_len!r}")
+    NON_NEGATIVE_INT.check("max_len", max_len)
     angles = torch.outer(torch.arange(max_len, dtype=torch.float64), rope_frequencies(head_size, base))
     return angles.cos().to(device=device, dtype=dtype), angles.sin().to(device=device, dtype=dtype)
 

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import regex
 
 from scratchlm.errors import TokenizerError
+from scratchlm.options import is_int
 from scratchlm.tokenizers import bpe_files
 from scratchlm.tokenizers.bpe_ranks import merge_chunk, recover_merges
 from scratchlm.tokenizers.bpe_train import learn_merges
@@ -81,7 +82,7 @@ class BPETokenizer:
     ):
         self.ranks: dict[bytes, int] = dict(mergeable_ranks)
         self.vocab: dict[int, bytes] = {i: token for token, i in self.ranks.items()}
-        if len(self.vocab) != len(self.ranks) or not all(isinstance(i, int) and i >= 0 for i in self.vocab):
+        if len(self.vocab) != len(self.ranks) or not all(is_int(i) and i >= 0 for i in self.vocab):
             raise TokenizerError("token ids must be distinct non-negative integers")
         missing = [b for b in range(256) if bytes([b]) not in self.ranks]
         if missing:
@@ -118,7 +119,7 @@ class BPETokenizer:
             raise TokenizerError("special_tokens for training is a list of names; their ids follow the merges")
         names = list(special_tokens or [])
         smallest = 256 + len(names)
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < smallest:
+        if not is_int(vocab_size) or vocab_size < smallest:  # a TokenizerError, not an options rule's ConfigError
             raise TokenizerError(
                 f"vocab_size must be an integer of at least 256 (one token per byte)"
                 f"{f' plus {len(names)} special tokens' if names else ''}, got {vocab_size!r}"
@@ -240,7 +241,7 @@ class BPETokenizer:
         try:  # ids from a tensor or array: compare by value
             return b"".join(self._decoder[int(i)] for i in ids)
         except (KeyError, TypeError, ValueError):
-            bad = next((i for i in ids if not _is_int(i) or int(i) not in self._decoder), None)
+            bad = next((i for i in ids if not is_int(i) or int(i) not in self._decoder), None)
             raise TokenizerError(f"id {bad!r} is not in this tokenizer's vocabulary") from None
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -402,7 +403,7 @@ def _check_special_names(names: Sequence[str]) -> None:
 def _check_special_tokens(special_tokens: Mapping[str, int], vocab: Mapping[int, bytes]) -> None:
     _check_special_names(list(special_tokens))
     for name, token_id in special_tokens.items():
-        if not _is_int(token_id) or token_id < 0:
+        if not is_int(token_id) or token_id < 0:
             raise TokenizerError(f"special token {name!r} needs a non-negative integer id, got {token_id!r}")
         if token_id in vocab:
             raise TokenizerError(f"special token {name!r} has id {token_id}, which is already {vocab[token_id]!r}")
@@ -417,7 +418,3 @@ def _without_surrogates(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return text
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
