@@ -26,6 +26,17 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def positive_probability(text: str) -> float:
+    """A number in (0, 1], such as the probability mass that top-p sampling keeps."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
 def existing_file(text: str) -> Path:
     path = Path(text)
     if not path.is_file():

@@ -7,20 +7,10 @@ import argparse
 import torch
 
 from scratchlm import checkpoint
-from scratchlm.cli.args import non_negative_float, positive_int
+from scratchlm.cli.args import non_negative_float, positive_int, positive_probability
 from scratchlm.errors import ConfigError
 from scratchlm.generation import generate
 from scratchlm.runtime import configure_threads, get_device
-
-
-def _top_p(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -41,7 +31,9 @@ def register(subparsers) -> None:
         "--temperature", type=non_negative_float, default=1.0, help="softmax temperature; 0 = greedy (default: 1.0)"
     )
     p.add_argument("--top-k", type=positive_int, help="sample among the k most likely tokens only")
-    p.add_argument("--top-p", type=_top_p, help="sample from the smallest set of tokens with this much probability")
+    p.add_argument(
+        "--top-p", type=positive_probability, help="sample from the smallest set of tokens with this much probability"
+    )
     p.add_argument("--seed", type=int, help="random seed, for reproducible samples")
     p.add_argument("--num-samples", type=positive_int, default=1, help="independent samples (default: 1)")
     p.add_argument("--device", help="auto (default), cpu, cuda or mps")
