@@ -7,13 +7,6 @@ import torch
 from scratchlm.cli import main
 
 
-@pytest.fixture
-def text_file(tmp_path, tiny_text):
-    path = tmp_path / "tiny.txt"
-    path.write_text(tiny_text, encoding="utf-8")
-    return str(path)
-
-
 def one_error_line(capsys) -> str:
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err

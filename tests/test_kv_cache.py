@@ -12,23 +12,25 @@ from scratchlm.generation import generate
 from scratchlm.kv_cache import KVCache, kv_cache_bytes
 from scratchlm.model import GPT, Block, GPTConfig, mha_to_gqa
 
-TINY = dict(vocab_size=13, block_size=8, n_layer=2, n_head=4, n_embd=16)
 VARIANTS = [(pos, kv) for pos in ("learned", "rope") for kv in (None, 2, 1)]  # MHA, GQA, MQA
 
-
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    """Tiny models gain nothing from a second thread, and on a machine shared with other jobs they lose a lot."""
-    threads = torch.get_num_threads()
-    monkeypatch.setenv("SCRATCHLM_THREADS", "1")  # what the CLI's configure_threads() will use
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def tiny(pos_embedding: str = "learned", n_kv_head: int | None = None, **overrides) -> GPT:
-    torch.manual_seed(0)
-    return GPT(GPTConfig(**{**TINY, **overrides}, pos_embedding=pos_embedding, n_kv_head=n_kv_head)).eval()
+@pytest.fixture
+def tiny_gpt_config(tiny_gpt_config):
+    """Four query heads, so that there are 2 and 1 key/value heads to group them under; 13 tokens."""
+    return {**tiny_gpt_config, "vocab_size": 13, "n_head": 4}
+
+
+@pytest.fixture
+def tiny(make_tiny_gpt):
+    """`tiny(pos_embedding, n_kv_head, **overrides)`: a tiny GPT in eval mode."""
+
+    def make(pos_embedding: str = "learned", n_kv_head: int | None = None, **overrides) -> GPT:
+        return make_tiny_gpt(**overrides, pos_embedding=pos_embedding, n_kv_head=n_kv_head).eval()
+
+    return make
 
 
 # grouped-query attention
@@ -43,21 +45,21 @@ def tiny(pos_embedding: str = "learned", n_kv_head: int | None = None, **overrid
         (dict(n_kv_head=True), "n_kv_head must be a positive integer or None, got True"),
     ],
 )
-def test_gqa_config_validation_messages(overrides, message):
+def test_gqa_config_validation_messages(overrides, message, tiny_gpt_config):
     with pytest.raises(ConfigError) as error:
-        GPTConfig(**{**TINY, **overrides})
+        GPTConfig(**{**tiny_gpt_config, **overrides})
     assert message in str(error.value)
 
 
-def test_kv_head_properties():
-    assert GPTConfig(**TINY).kv_heads == 4 and GPTConfig(**TINY).kv_group_size == 1
-    mqa = GPTConfig(**TINY, n_kv_head=1)
+def test_kv_head_properties(tiny_gpt_config):
+    assert GPTConfig(**tiny_gpt_config).kv_heads == 4 and GPTConfig(**tiny_gpt_config).kv_group_size == 1
+    mqa = GPTConfig(**tiny_gpt_config, n_kv_head=1)
     assert (mqa.kv_heads, mqa.kv_group_size, mqa.head_size, mqa.kv_head_size) == (1, 4, 4, 4)
 
 
 @pytest.mark.parametrize("n_kv_head", [None, 4, 2, 1])
 @pytest.mark.parametrize("bias", [True, False])
-def test_gqa_parameter_count_formula(n_kv_head, bias):
+def test_gqa_parameter_count_formula(n_kv_head, bias, tiny):
     model = tiny(n_kv_head=n_kv_head, bias=bias)
     V, T, L, C, H, D = 13, 8, 2, 16, 4, 4
     kv = n_kv_head or H
@@ -84,10 +86,10 @@ def reference_attention(attn: CausalSelfAttention, x: torch.Tensor, n_kv_head: i
 
 @pytest.mark.parametrize("sdpa_gqa", [True, False])  # enable_gqa=, or the repeat_interleave of torch < 2.5
 @pytest.mark.parametrize("n_kv_head", [4, 2, 1])
-def test_gqa_attention_matches_an_explicit_loop_over_heads(n_kv_head, sdpa_gqa, monkeypatch):
+def test_gqa_attention_matches_an_explicit_loop_over_heads(n_kv_head, sdpa_gqa, monkeypatch, tiny_gpt_config):
     monkeypatch.setattr(causal_module, "_SDPA_HAS_GQA", sdpa_gqa)
     torch.manual_seed(0)
-    attn = CausalSelfAttention(GPTConfig(**TINY, n_kv_head=n_kv_head)).eval()
+    attn = CausalSelfAttention(GPTConfig(**tiny_gpt_config, n_kv_head=n_kv_head)).eval()
     x = torch.randn(2, 6, 16)
     torch.testing.assert_close(attn(x), reference_attention(attn, x, n_kv_head))
 
@@ -96,7 +98,7 @@ def test_gqa_attention_matches_an_explicit_loop_over_heads(n_kv_head, sdpa_gqa, 
 
 
 @pytest.mark.parametrize(("pos", "kv"), VARIANTS)
-def test_prefill_step_and_chunk_equal_one_full_forward(pos, kv):
+def test_prefill_step_and_chunk_equal_one_full_forward(pos, kv, tiny):
     model = tiny(pos, kv)
     idx = torch.randint(0, 13, (2, 8))
     full, _ = model(idx)
@@ -107,7 +109,7 @@ def test_prefill_step_and_chunk_equal_one_full_forward(pos, kv):
     torch.testing.assert_close(torch.cat(parts, dim=1), full)
 
 
-def test_cache_errors_are_clear():
+def test_cache_errors_are_clear(tiny):
     model = tiny()
     cache = KVCache.for_model(model, batch_size=1)
     model(torch.zeros(1, 6, dtype=torch.long), cache=cache)
@@ -124,7 +126,7 @@ def test_cache_errors_are_clear():
     model(torch.zeros(1, 8, dtype=torch.long), cache=cache)  # fits again
 
 
-def test_rope_cache_may_be_longer_than_block_size():
+def test_rope_cache_may_be_longer_than_block_size(tiny):
     model = tiny("rope")
     idx = torch.randint(0, 13, (1, 12))
     cache = KVCache.for_model(model, batch_size=1, max_len=12)
@@ -134,7 +136,7 @@ def test_rope_cache_may_be_longer_than_block_size():
 
 @pytest.mark.parametrize("n_kv_head", [None, 2, 1])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_nbytes_matches_the_formula(n_kv_head, dtype):
+def test_nbytes_matches_the_formula(n_kv_head, dtype, tiny):
     model = tiny(n_kv_head=n_kv_head).to(dtype)
     cache = KVCache.for_model(model, batch_size=3)
     assert cache.k[0].dtype == dtype and cache.k[0].shape == (3, n_kv_head or 4, 8, 4)
@@ -147,7 +149,7 @@ def test_nbytes_matches_the_formula(n_kv_head, dtype):
 
 
 @pytest.mark.parametrize(("pos", "kv"), VARIANTS)
-def test_generation_is_identical_with_and_without_cache(pos, kv):
+def test_generation_is_identical_with_and_without_cache(pos, kv, tiny):
     model = tiny(pos, kv)
     prompt = torch.randint(0, 13, (3, 3), generator=torch.Generator().manual_seed(1))
     # 20 new tokens with block_size 8: the context fills up and then slides
@@ -157,7 +159,7 @@ def test_generation_is_identical_with_and_without_cache(pos, kv):
         assert torch.equal(cached, recomputed), kwargs
 
 
-def test_batched_prompts_generate_like_single_ones():
+def test_batched_prompts_generate_like_single_ones(tiny):
     model = tiny("rope", 2)
     prompts = torch.randint(0, 13, (3, 4), generator=torch.Generator().manual_seed(2))
     batched = generate(model, prompts, 6, temperature=0)
@@ -165,13 +167,13 @@ def test_batched_prompts_generate_like_single_ones():
         assert torch.equal(generate(model, prompts[row], 6, temperature=0), batched[row])
 
 
-def test_prompt_longer_than_block_size_with_cache():
+def test_prompt_longer_than_block_size_with_cache(tiny):
     model = tiny("rope")
     prompt = torch.randint(0, 13, (2, 11))
     assert torch.equal(generate(model, prompt, 4, seed=0), generate(model, prompt, 4, seed=0, use_cache=False))
 
 
-def test_blocks_of_ones_own_and_models_without_a_cache_generate():
+def test_blocks_of_ones_own_and_models_without_a_cache_generate(tiny_gpt_config, tiny):
     class PostLNBlock(Block):  # as lesson 03 rewires blocks: the attention still gets rope, cache and layer
         def forward(self, x: torch.Tensor, *context) -> torch.Tensor:
             x = self.ln_1(x + self.attn(x, *context))
@@ -185,7 +187,7 @@ def test_blocks_of_ones_own_and_models_without_a_cache_generate():
     class NoCacheModel(nn.Module):  # any model with a config.block_size, such as a lesson's own GPT
         def __init__(self):
             super().__init__()
-            self.config = GPTConfig(**TINY)
+            self.config = GPTConfig(**tiny_gpt_config)
             self.emb = nn.Embedding(13, 13)
 
         def forward(self, idx, targets=None):
@@ -197,7 +199,7 @@ def test_blocks_of_ones_own_and_models_without_a_cache_generate():
 # multi-head to grouped-query conversion
 
 
-def test_mha_to_gqa_with_as_many_kv_heads_is_the_identity():
+def test_mha_to_gqa_with_as_many_kv_heads_is_the_identity(tiny):
     model = tiny("rope")
     same = mha_to_gqa(model, 4)
     idx = torch.randint(0, 13, (2, 8))
@@ -206,7 +208,7 @@ def test_mha_to_gqa_with_as_many_kv_heads_is_the_identity():
 
 
 @pytest.mark.parametrize("n_kv_head", [2, 1])
-def test_mha_to_gqa_means_each_group_of_key_and_value_heads(n_kv_head):
+def test_mha_to_gqa_means_each_group_of_key_and_value_heads(n_kv_head, tiny):
     model = tiny()
     torch.manual_seed(123)
     before = torch.get_rng_state()
@@ -232,14 +234,14 @@ def test_mha_to_gqa_means_each_group_of_key_and_value_heads(n_kv_head):
     assert out.shape == (2, 11) and torch.equal(out, generate(gqa, prompt, 10, seed=0, use_cache=False))
 
 
-def test_mha_to_gqa_rejects_uneven_groups():
+def test_mha_to_gqa_rejects_uneven_groups(tiny):
     with pytest.raises(ConfigError, match="n_head=4 is not divisible by n_kv_head=3"):
         mha_to_gqa(tiny(), 3)
     with pytest.raises(ConfigError, match="cannot merge 2 key/value heads into 4"):
         mha_to_gqa(tiny(n_kv_head=2), 4)
 
 
-def test_hf_conversion_of_a_gqa_model_is_a_config_error():
+def test_hf_conversion_of_a_gqa_model_is_a_config_error(tiny):
     pytest.importorskip("transformers")
     from scratchlm.hf import to_hf
 
@@ -250,12 +252,10 @@ def test_hf_conversion_of_a_gqa_model_is_a_config_error():
 # command line
 
 
-def test_cli_trains_rope_gqa_and_samples_the_same_text_with_and_without_cache(tmp_path, tiny_text, capsys):
-    data = tmp_path / "tiny.txt"
-    data.write_text(tiny_text, encoding="utf-8")
+def test_cli_trains_rope_gqa_and_samples_the_same_text_with_and_without_cache(tmp_path, text_file, capsys):
     out = tmp_path / "run"
     args = ["train", "--preset", "smoke", "--max-iters", "10", "--eval-interval", "10", "--eval-iters", "1",
-            "--no-progress", "--threads", "1", "--data", str(data), "--out", str(out), "--pos-embedding", "rope",
+            "--no-progress", "--threads", "1", "--data", text_file, "--out", str(out), "--pos-embedding", "rope",
             "--n-kv-head", "1"]  # fmt: skip
     assert main(args) == 0
     from scratchlm import checkpoint

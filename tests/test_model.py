@@ -5,14 +5,7 @@ import torch
 
 from scratchlm.attention import CausalSelfAttention
 from scratchlm.errors import ConfigError
-from scratchlm.model import GPT, MLP, Block, GPTConfig
-
-TINY = dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)
-
-
-def tiny(**overrides) -> GPT:
-    torch.manual_seed(0)
-    return GPT(GPTConfig(**{**TINY, **overrides}))
+from scratchlm.model import MLP, Block, GPTConfig
 
 
 @pytest.mark.parametrize(
@@ -27,20 +20,20 @@ def tiny(**overrides) -> GPT:
         (dict(bias="yes"), "bias must be True or False"),
     ],
 )
-def test_config_validation_messages(overrides, message):
+def test_config_validation_messages(overrides, message, tiny_gpt_config):
     with pytest.raises(ConfigError) as error:
-        GPTConfig(**{**TINY, **overrides})
+        GPTConfig(**{**tiny_gpt_config, **overrides})
     assert message in str(error.value)
 
 
-def test_config_is_frozen():
-    config = GPTConfig(**TINY)
+def test_config_is_frozen(tiny_gpt_config):
+    config = GPTConfig(**tiny_gpt_config)
     with pytest.raises(AttributeError):
         config.n_layer = 3
 
 
-def test_forward_shapes_and_loss_only_with_targets():
-    model = tiny()
+def test_forward_shapes_and_loss_only_with_targets(make_tiny_gpt):
+    model = make_tiny_gpt()
     idx = torch.randint(0, 11, (3, 8))
     logits, loss = model(idx)
     assert logits.shape == (3, 8, 11) and loss is None
@@ -49,13 +42,13 @@ def test_forward_shapes_and_loss_only_with_targets():
 
 
 @pytest.mark.parametrize("module", [CausalSelfAttention, MLP, Block])
-def test_blocks_keep_the_residual_shape(module):
+def test_blocks_keep_the_residual_shape(module, tiny_gpt_config):
     x = torch.randn(2, 5, 16)
-    assert module(GPTConfig(**TINY))(x).shape == (2, 5, 16)
+    assert module(GPTConfig(**tiny_gpt_config))(x).shape == (2, 5, 16)
 
 
-def test_loss_at_init_is_close_to_uniform():
-    model = tiny(vocab_size=65, n_embd=32)
+def test_loss_at_init_is_close_to_uniform(make_tiny_gpt):
+    model = make_tiny_gpt(vocab_size=65, n_embd=32)
     gen = torch.Generator().manual_seed(0)
     idx = torch.randint(0, 65, (16, 8), generator=gen)
     targets = torch.randint(0, 65, (16, 8), generator=gen)
@@ -64,8 +57,8 @@ def test_loss_at_init_is_close_to_uniform():
 
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_parameter_count_formula(bias):
-    model = tiny(bias=bias)
+def test_parameter_count_formula(bias, make_tiny_gpt):
+    model = make_tiny_gpt(bias=bias)
     V, T, L, C = 11, 8, 2, 16
     per_block = 12 * C * C + (13 * C if bias else 2 * C)
     expected = V * C + T * C + L * per_block + (2 * C if bias else C)
@@ -75,16 +68,16 @@ def test_parameter_count_formula(bias):
     assert expected == sum(p.numel() for p in {p.data_ptr(): p for p in model.state_dict().values()}.values())
 
 
-def test_output_head_is_tied_to_the_token_embedding():
-    model = tiny()
+def test_output_head_is_tied_to_the_token_embedding(make_tiny_gpt):
+    model = make_tiny_gpt()
     assert model.lm_head.weight is model.transformer.wte.weight
     _, loss = model(torch.randint(0, 11, (2, 8)), torch.randint(0, 11, (2, 8)))
     loss.backward()
     assert model.transformer.wte.weight.grad is model.lm_head.weight.grad
 
 
-def test_gpt2_initialisation():
-    model = tiny(n_layer=8, n_embd=64, n_head=4, vocab_size=500)
+def test_gpt2_initialisation(make_tiny_gpt):
+    model = make_tiny_gpt(n_layer=8, n_embd=64, n_head=4, vocab_size=500)
     assert model.transformer.h[0].mlp.c_fc.weight.std().item() == pytest.approx(0.02, rel=0.1)
     residual_std = 0.02 / math.sqrt(2 * 8)
     assert model.transformer.h[0].mlp.c_proj.weight.std().item() == pytest.approx(residual_std, rel=0.1)
@@ -92,8 +85,8 @@ def test_gpt2_initialisation():
     assert torch.count_nonzero(model.transformer.h[0].attn.c_attn.bias) == 0
 
 
-def test_causality_future_tokens_do_not_change_earlier_logits():
-    model = tiny().eval()
+def test_causality_future_tokens_do_not_change_earlier_logits(make_tiny_gpt):
+    model = make_tiny_gpt().eval()
     idx = torch.randint(0, 11, (1, 8))
     changed = idx.clone()
     changed[0, 5] = (idx[0, 5] + 1) % 11
@@ -103,8 +96,8 @@ def test_causality_future_tokens_do_not_change_earlier_logits():
     assert not torch.allclose(a[:, 5:], b[:, 5:])
 
 
-def test_attention_matches_explicit_masked_softmax():
-    config = GPTConfig(**TINY)
+def test_attention_matches_explicit_masked_softmax(tiny_gpt_config):
+    config = GPTConfig(**tiny_gpt_config)
     attn = CausalSelfAttention(config).eval()
     x = torch.randn(2, 6, 16)
     q, k, v = attn.c_attn(x).split(16, dim=2)
@@ -116,13 +109,13 @@ def test_attention_matches_explicit_masked_softmax():
     torch.testing.assert_close(attn(x), attn.c_proj(y))
 
 
-def test_sequence_longer_than_block_size_is_a_config_error():
+def test_sequence_longer_than_block_size_is_a_config_error(make_tiny_gpt):
     with pytest.raises(ConfigError, match="block_size is 8"):
-        tiny()(torch.zeros(1, 9, dtype=torch.long))
+        make_tiny_gpt()(torch.zeros(1, 9, dtype=torch.long))
 
 
-def test_flops_per_token_and_mfu():
-    model = tiny()
+def test_flops_per_token_and_mfu(make_tiny_gpt):
+    model = make_tiny_gpt()
     n = model.num_parameters(non_embedding=True)
     assert model.flops_per_token() == 6 * n + 12 * 2 * 8 * 16
     assert model.flops_per_token(seq_len=4) == 6 * n + 12 * 2 * 4 * 16
@@ -131,8 +124,8 @@ def test_flops_per_token_and_mfu():
         model.estimate_mfu(1.0, peak_flops=0)
 
 
-def test_dropout_is_active_only_in_training_mode():
-    model = tiny(dropout=0.5)
+def test_dropout_is_active_only_in_training_mode(make_tiny_gpt):
+    model = make_tiny_gpt(dropout=0.5)
     idx = torch.randint(0, 11, (2, 8))
     model.train()
     assert not torch.equal(model(idx)[0], model(idx)[0])

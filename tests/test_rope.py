@@ -11,17 +11,7 @@ from scratchlm.model import GPT, GPTConfig
 from scratchlm.rope import apply_rope, apply_rope_complex, rope_cache
 from scratchlm.training import TrainConfig
 
-TINY = dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)
-
-
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    """Tiny models gain nothing from a second thread, and on a machine shared with other jobs they lose a lot."""
-    threads = torch.get_num_threads()
-    monkeypatch.setenv("SCRATCHLM_THREADS", "1")  # what the CLI's configure_threads() will use
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def rotate(x: torch.Tensor, position: int, base: float = 10000.0) -> torch.Tensor:
@@ -102,24 +92,22 @@ def test_rope_cache_shapes_and_dtype():
         (dict(pos_embedding="rope", rope_base=1.0), "rope_base must be a number > 1"),
     ],
 )
-def test_config_validation_messages(overrides, message):
+def test_config_validation_messages(overrides, message, tiny_gpt_config):
     with pytest.raises(ConfigError) as error:
-        GPTConfig(**{**TINY, **overrides})
+        GPTConfig(**{**tiny_gpt_config, **overrides})
     assert message in str(error.value)
 
 
-def test_rope_model_has_no_position_embedding_parameter():
-    torch.manual_seed(0)
-    rope, learned = GPT(GPTConfig(**TINY, pos_embedding="rope")), GPT(GPTConfig(**TINY))
+def test_rope_model_has_no_position_embedding_parameter(make_tiny_gpt):
+    rope, learned = make_tiny_gpt(pos_embedding="rope"), make_tiny_gpt()
     assert "wpe" not in rope.transformer and not any("wpe" in name for name, _ in rope.named_parameters())
     assert learned.num_parameters() - rope.num_parameters() == 8 * 16  # block_size x n_embd
     assert rope.num_parameters(non_embedding=True) == learned.num_parameters(non_embedding=True)
     assert "rope_cos" not in rope.state_dict()  # a fixed table, rebuilt rather than saved
 
 
-def test_rope_model_is_causal_and_trains():
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(**TINY, pos_embedding="rope"))
+def test_rope_model_is_causal_and_trains(make_tiny_gpt):
+    model = make_tiny_gpt(pos_embedding="rope")
     idx = torch.randint(0, 11, (2, 8))
     changed = idx.clone()
     changed[:, 5] = (idx[:, 5] + 1) % 11
@@ -130,19 +118,18 @@ def test_rope_model_is_causal_and_trains():
     assert model.transformer.h[0].attn.c_attn.weight.grad.abs().sum() > 0
 
 
-def test_rope_model_can_run_past_block_size_but_learned_cannot():
-    torch.manual_seed(0)
-    rope = GPT(GPTConfig(**TINY, pos_embedding="rope")).eval()
+def test_rope_model_can_run_past_block_size_but_learned_cannot(make_tiny_gpt):
+    rope = make_tiny_gpt(pos_embedding="rope").eval()
     long = torch.randint(0, 11, (1, 12))
     logits, _ = rope(long)  # angles for positions >= block_size are computed on the fly
     torch.testing.assert_close(logits[:, :8], rope(long[:, :8])[0])
     with pytest.raises(ConfigError, match="block_size is 8"):
-        GPT(GPTConfig(**TINY))(long)
+        make_tiny_gpt()(long)
 
 
-def test_checkpoint_round_trips_the_new_fields(tmp_path):
+def test_checkpoint_round_trips_the_new_fields(tmp_path, tiny_gpt_config):
     torch.manual_seed(0)
-    config = GPTConfig(**{**TINY, "n_head": 4}, pos_embedding="rope", n_kv_head=2, rope_base=500.0)
+    config = GPTConfig(**{**tiny_gpt_config, "n_head": 4}, pos_embedding="rope", n_kv_head=2, rope_base=500.0)
     model = GPT(config).eval()
     checkpoint.save(tmp_path, model)
     loaded = checkpoint.load(tmp_path).build_model()
@@ -151,9 +138,8 @@ def test_checkpoint_round_trips_the_new_fields(tmp_path):
     assert torch.equal(loaded(idx)[0], model(idx)[0])
 
 
-def test_checkpoints_from_before_rope_still_load(tmp_path):
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(**TINY)).eval()
+def test_checkpoints_from_before_rope_still_load(tmp_path, make_tiny_gpt):
+    model = make_tiny_gpt().eval()
     path = checkpoint.save(tmp_path, model)
     payload = torch.load(path, weights_only=True)
     payload.pop("checksum")
@@ -185,9 +171,9 @@ def test_train_config_passes_the_new_fields_to_the_model():
     assert (config.pos_embedding, config.n_kv_head, config.kv_heads) == ("rope", 2, 2)
 
 
-def test_hf_conversion_of_a_rope_model_is_a_config_error():
+def test_hf_conversion_of_a_rope_model_is_a_config_error(make_tiny_gpt):
     pytest.importorskip("transformers")
     from scratchlm.hf import to_hf
 
     with pytest.raises(ConfigError, match="learned absolute position embeddings"):
-        to_hf(GPT(GPTConfig(**TINY, pos_embedding="rope")))
+        to_hf(make_tiny_gpt(pos_embedding="rope"))

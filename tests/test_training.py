@@ -11,13 +11,6 @@ from scratchlm.errors import CheckpointError, ConfigError
 from scratchlm.training import PRESETS, TrainConfig, lr_at, param_groups, preset, train
 
 
-@pytest.fixture
-def text_file(tmp_path, tiny_text):
-    path = tmp_path / "tiny.txt"
-    path.write_text(tiny_text, encoding="utf-8")
-    return str(path)
-
-
 def tiny_config(data: str, **overrides) -> TrainConfig:
     base = dict(
         data=data, n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=30,
