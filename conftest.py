@@ -3,6 +3,7 @@
 It lives at the repository root because pytest calls a conftest's per-test hooks only for tests below it.
 nbval runs each notebook cell as a test item; we add up the time of a notebook's items and fail the
 session if a lesson takes longer than its budget in smoke mode, so CI stays fast as lessons grow.
+Notebook cells are also exempt from pytest-timeout's per-test limit: nbval times each cell itself.
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ import pytest
 NOTEBOOK_BUDGET_S = 60.0  # smoke mode, per lesson
 
 _notebook_seconds: dict[str, float] = defaultdict(float)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # a cell is limited by --nbval-cell-timeout; pytest-timeout's per-test `timeout` (pyproject.toml) is for unit tests
+    for item in items:
+        if item.nodeid.split("::")[0].endswith(".ipynb"):
+            item.add_marker(pytest.mark.timeout(0))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -32,7 +33,10 @@ def test_pair_in_sync(notebook):
     """jupytext's conversion of the notebook equals its script, byte for byte."""
     converted = subprocess.run(
         [sys.executable, "-m", "jupytext", "--to", "py:percent", "-q", "-o", "-", str(notebook)],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     ).stdout
     script = ROOT / "lessons_src" / f"{notebook.stem}.py"
     assert converted == script.read_text(), f"run: jupytext --sync {script.relative_to(ROOT)}"
@@ -94,7 +98,91 @@ def test_runtime_requirements_cover_the_package_dependencies():
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
 def test_ruff_clean():
-    result = subprocess.run(
-        ["ruff", "check", "."], capture_output=True, text=True, cwd=ROOT
-    )
+    result = subprocess.run(["ruff", "check", "."], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
+def test_ruff_format_clean():
+    result = subprocess.run(["ruff", "format", "--check", "."], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, f"run: ruff format\n{result.stdout}{result.stderr}"
+
+
+def module_names(package: Path) -> dict[str, Path]:
+    """{dotted module name: file} for every module of `package`; a package's `__init__.py` is the package."""
+    names = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return names
+
+
+def import_time_statements(tree: ast.Module) -> list[ast.stmt]:
+    """The import statements that run when the module is imported: not those in functions (they run when
+    called) nor under `if TYPE_CHECKING:` (they never run)."""
+    found, todo = [], list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo.extend(node.orelse)
+        else:
+            todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def imported_modules(module: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """The modules of `known` that `module` imports at import time (`from pkg import name` is the submodule
+    pkg.name if there is one, else pkg itself)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    targets = set()
+    for node in import_time_statements(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets.update(alias.name for alias in node.names)
+            continue
+        base = node.module
+        if node.level:  # relative: from . import x, from ..y import z
+            anchor = package.rsplit(".", node.level - 1)[0]
+            base = f"{anchor}.{base}" if base else anchor
+        for alias in node.names:
+            targets.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
+    return {t for t in targets if t in known and t != module}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle of `graph` as [a, b, ..., a], or None: depth-first search for an edge back to the current path."""
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        path.append(node)
+        for target in sorted(graph[node]):
+            if target in path:
+                return [*path[path.index(target) :], target]
+            if target not in done and (cycle := visit(target)):
+                return cycle
+        path.pop()
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        if start not in done and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_find_cycle_reports_the_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_the_package_has_no_import_cycles():
+    """Modules couple by shape, not by type (the model does not import the KV cache's module, nor the cache the
+    model's): a cycle of import-time imports makes the import order matter and the modules inseparable."""
+    known = module_names(ROOT / "scratchlm")
+    graph = {module: imported_modules(module, path, known) for module, path in known.items()}
+    cycle = find_cycle(graph)
+    assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
