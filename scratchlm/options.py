@@ -37,6 +37,7 @@ class Rule:
     describe: str
     accepts: Callable[[Any], bool]
     numeric: bool = False  # a non-number (or NaN) is reported as "must be a number" before the range
+    choices: tuple[str, ...] | None = None  # the whole set of values, when it is a short list (a flag's choices)
 
     def check(self, name: str, value: Any) -> None:
         if self.numeric and not is_number(value):
@@ -65,7 +66,7 @@ def number(describe: str, accepts: Callable[[float], bool]) -> Rule:
 
 
 def one_of(*choices: str) -> Rule:
-    return Rule(f"one of {', '.join(choices)}", lambda v: v in choices)
+    return Rule(f"one of {', '.join(choices)}", lambda v: v in choices, choices=choices)
 
 
 def optional(rule: Rule, mention_none: bool = True) -> Rule:
@@ -99,12 +100,11 @@ def check_options(config: Any) -> None:
             rule.check(f.name, value)
 
 
-def _base_type(annotation: Any) -> tuple[Any, bool]:
-    """(the type a flag parses to, whether None is allowed) for annotations like `int`, `str | None`."""
+def _base_type(annotation: Any) -> Any:
+    """The type a flag parses to: `int` for `int` and for `int | None`."""
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0], True
-    return annotation, False
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
 
 
 def _parse(kind: Any) -> Callable[[str], Any]:
@@ -132,20 +132,16 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, title: str | No
     group = parser.add_argument_group(title) if title else parser
     for f, annotation in option_fields(cls):
         names = [*f.metadata["flags"], f"--{f.name.replace('_', '-')}"]  # a short spelling shows first
-        help_text = f.metadata["help"]
-        kind, _ = _base_type(annotation)
-        common = dict(dest=f.name, default=None, help=help_text)
+        kind = _base_type(annotation)
+        common = dict(dest=f.name, default=None, help=f.metadata["help"])
         if kind is bool:
             group.add_argument(*names, action=argparse.BooleanOptionalAction, **common)
         elif typing.get_origin(kind) is tuple:  # a fixed-length tuple of numbers (AdamW's betas)
-            (item, *_) = typing.get_args(kind)
-            count = len(typing.get_args(kind))
-            group.add_argument(*names, type=item, nargs=count, metavar=f.metadata["metavar"], **common)
+            items = typing.get_args(kind)
+            group.add_argument(*names, type=_parse(items[0]), nargs=len(items), metavar=f.metadata["metavar"], **common)
         else:
             rule = f.metadata["rule"]
-            choices = None
-            if kind is str and rule is not None and rule.describe.startswith("one of "):
-                choices = rule.describe.removeprefix("one of ").split(", ")
+            choices = rule.choices if rule is not None else None
             parse = str if kind is str else _parse(kind)
             group.add_argument(*names, type=parse, choices=choices, metavar=f.metadata["metavar"], **common)
 

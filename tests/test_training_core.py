@@ -25,13 +25,6 @@ from scratchlm.training import (
 )
 
 
-@pytest.fixture
-def text_file(tmp_path, tiny_text):
-    path = tmp_path / "tiny.txt"
-    path.write_text(tiny_text, encoding="utf-8")
-    return str(path)
-
-
 def tiny(data: str, **overrides) -> TrainConfig:
     base = dict(
         data=data, n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=12,
@@ -150,7 +143,9 @@ def test_train_step_accumulates_micro_batches_as_one_batch():
     (x1, y1), (x2, y2) = get_batch(data, 8, 4, generator), get_batch(data, 8, 4, generator)
     config = TrainConfig()
     a = train_step(model, make_optimizer(model, config, torch.device("cpu")), [(x1, y1), (x2, y2)], lr=0.01)
-    b = train_step(twin, make_optimizer(twin, config, torch.device("cpu")), (torch.cat([x1, x2]), torch.cat([y1, y2])), lr=0.01)
+    b = train_step(
+        twin, make_optimizer(twin, config, torch.device("cpu")), (torch.cat([x1, x2]), torch.cat([y1, y2])), lr=0.01
+    )
     torch.testing.assert_close(a.loss, b.loss)
     assert a.grad_norm is None  # no clipping asked for
     for p, q in zip(model.parameters(), twin.parameters(), strict=True):
@@ -260,8 +255,9 @@ def test_resume_with_a_fixed_decay_reproduces_a_straight_run(tmp_path, text_file
 
 def test_every_flag_reaches_the_saved_config(tmp_path, text_file):
     out = tmp_path / "run"
-    flags = ["--pos-embedding", "rope", "--rope-base", "500", "--no-bias", "--warmup-iters", "2", "--lr-decay-iters",
-             "9", "--weight-decay", "0.05", "--grad-clip", "0.5", "--betas", "0.8", "0.95", "--n-kv-head", "1"]  # fmt: skip
+    flags = ["--pos-embedding", "rope", "--rope-base", "500", "--no-bias", "--warmup-iters", "2",
+             "--lr-decay-iters", "9", "--weight-decay", "0.05", "--grad-clip", "0.5", "--betas", "0.8", "0.95",
+             "--n-kv-head", "1"]  # fmt: skip
     assert main(["train", "--preset", "smoke", "--data", text_file, "--max-iters", "2", "--eval-iters", "1",
                  "--no-progress", "--out", str(out), *flags]) == 0  # fmt: skip
     saved = TrainConfig.from_dict(checkpoint.load(out).config)

@@ -58,9 +58,10 @@ class Callback:
 class Run:
     """A training run resolved once: what `train` loops over, and what callbacks see.
 
-    step: optimizer steps done. metrics: the evaluation records. step_losses: every step's training loss
-    (filled at each evaluation; the losses of the steps since then wait on the device). stop: set it to end
-    the run after the current step.
+    model: the model being trained; `forward_model` is what runs it (the same module, or its `torch.compile`d
+    wrapper with compile=True). step: optimizer steps done. metrics: the evaluation records. step_losses: every
+    step's training loss (filled at each evaluation; the losses of the steps since then wait on the device).
+    resumed: the run continues a checkpoint. stop: set it to end the run after the current step.
     """
 
     config: TrainConfig
@@ -71,6 +72,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     autocast: contextlib.AbstractContextManager
     data_generator: torch.Generator
+    forward_model: nn.Module
     out_dir: Path | None = None
     step: int = 0
     start_step: int = 0
@@ -93,7 +95,7 @@ class Run:
 
     def evaluate(self) -> dict[str, float]:
         """Train and val loss of the model now, on the same batches at every call."""
-        return evaluate(self.model, self.splits.as_dict(), self.config, self.device, self.autocast)
+        return evaluate(self.forward_model, self.splits.as_dict(), self.config, self.device, self.autocast)
 
     def save(self) -> Path | None:
         """Write the checkpoint (weights, optimizer, config, tokenizer, step, random states, metrics)."""
@@ -208,6 +210,7 @@ def prepare_run(
         optimizer=optimizer,
         autocast=autocast_for(device, config.dtype),
         data_generator=data_generator,
+        forward_model=torch.compile(model) if config.compile else model,
         out_dir=out_dir,
     )
     if checkpoint is not None:
@@ -385,7 +388,7 @@ def _loop(run: Run, callbacks: Sequence[Callback]) -> None:
                     f"stopped at step {run.step}, checkpoint saved in {run.out_dir} (resume=True or --resume continues)"
                 )
             result = train_step(
-                run.model,
+                run.forward_model,
                 run.optimizer,
                 run.next_batches(),
                 lr=lr_at(run.step, config),
