@@ -93,7 +93,14 @@ def capture_rng_state(data_generator: torch.Generator | None = None) -> dict[str
 
 
 def restore_rng_state(state: dict[str, Any], data_generator: torch.Generator | None = None) -> None:
-    """Put back the random states saved by `capture_rng_state`."""
+    """Put back the random states saved by `capture_rng_state` (a malformed state raises CheckpointError)."""
+    try:
+        _restore_rng_state(state, data_generator)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        raise CheckpointError(f"the checkpoint's random-number state is malformed ({type(e).__name__}: {e})") from None
+
+
+def _restore_rng_state(state: dict[str, Any], data_generator: torch.Generator | None) -> None:
     torch.set_rng_state(state["torch"].cpu())
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
@@ -122,9 +129,12 @@ class Checkpoint:
 
     def gpt_config(self) -> GPTConfig:
         try:
-            return GPTConfig(**self.model_config)
+            config = GPTConfig(**self.model_config)
         except (TypeError, ScratchLMError) as e:
             raise CheckpointError(f"{self.path}: its model config is not usable by this scratchlm ({e})") from None
+        if config.vocab_size is None:
+            raise CheckpointError(f"{self.path}: its model config has no vocab_size")
+        return config
 
     def build_model(self, device: torch.device | str = "cpu") -> GPT:
         """A GPT with the saved weights, on `device`, in eval mode."""
@@ -139,9 +149,15 @@ class Checkpoint:
         if self.tokenizer_state is None:
             raise CheckpointError(f"{self.path} holds no tokenizer")
         try:
-            return tokenizer_from_dict(self.tokenizer_state)
-        except ScratchLMError as e:
+            tokenizer = tokenizer_from_dict(self.tokenizer_state)
+        except (ScratchLMError, TypeError, ValueError, KeyError, AttributeError) as e:
             raise CheckpointError(f"{self.path}: its tokenizer cannot be rebuilt ({e})") from None
+        if tokenizer.vocab_size > self.gpt_config().vocab_size:
+            raise CheckpointError(
+                f"{self.path}: its tokenizer has {tokenizer.vocab_size} ids but its model only "
+                f"{self.gpt_config().vocab_size} embeddings"
+            )
+        return tokenizer
 
 
 def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path | str = "checkpoint") -> None:
@@ -191,7 +207,10 @@ def save(
     }
     payload["checksum"] = _digest(payload)
     with atomic_write(path, "wb", error=CheckpointError) as f:
-        torch.save(payload, f)
+        try:
+            torch.save(payload, f)
+        except RuntimeError as e:  # torch reports a failed write (a full disk) as RuntimeError, not OSError
+            raise CheckpointError(f"could not write {path}: {_reason(e)}") from None
     return path
 
 
@@ -239,6 +258,7 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
     missing = [k for k in required if k not in payload]
     if missing or not isinstance(payload["model_config"], dict) or not isinstance(payload["model"], dict):
         raise CheckpointError(f"{path} is an incomplete checkpoint (missing or malformed: {', '.join(missing)})")
+    _check_schema(payload, path)
     return Checkpoint(
         path=path,
         model_config=payload["model_config"],
@@ -251,6 +271,40 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
         metrics=list(payload.get("metrics") or []),
         extra=dict(payload.get("extra") or {}),
     )
+
+
+_PLAIN_FIELDS = {"optimizer": dict, "config": dict, "tokenizer": dict, "rng": dict, "metrics": list, "extra": dict}
+
+
+def _check_schema(payload: dict[str, Any], path: Path) -> None:
+    """Refuse, with one line, a checkpoint whose checksum is right but whose contents are not what `save` writes:
+    the checksum proves the bytes are intact, not that whoever wrote them wrote a sensible checkpoint."""
+    step = payload["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{path}: its step must be a non-negative integer, got {step!r}")
+    for name, kind in _PLAIN_FIELDS.items():
+        value = payload.get(name)
+        if value is not None and not isinstance(value, kind):
+            raise CheckpointError(f"{path}: its {name} must be a {kind.__name__}, got {type(value).__name__}")
+    if not all(isinstance(m, dict) for m in payload.get("metrics") or []):
+        raise CheckpointError(f"{path}: its metrics must be a list of records (dicts)")
+    state = payload["model"]
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path}: its model state must map names to tensors")
+    config = Checkpoint(path, payload["model_config"], state, None, None, None, step, None).gpt_config()
+    with torch.device("meta"):  # the model's shapes without allocating it: a crafted vocab_size of 1e11 costs nothing
+        expected = {name: tuple(t.shape) for name, t in GPT(config).state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in state.items()}
+    if expected != found:
+        wrong = sorted(set(expected) ^ set(found)) or [n for n in expected if expected[n] != found[n]]
+        raise CheckpointError(
+            f"{path}: its weights do not fit its model config ({wrong[0]}: config says "
+            f"{expected.get(wrong[0])}, the file holds {found.get(wrong[0])})"
+        )
+    if not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
+        raise CheckpointError(
+            f"{path}: its weights hold NaN or infinite values (the run had diverged); use an earlier checkpoint"
+        )
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu"):

@@ -1,18 +1,31 @@
-"""Atomic file writes: a crash, a full disk or Ctrl-C in the middle of a write never leaves half a file.
+"""Safe files: atomic writes, and an exclusive lock on a folder that one process works in.
 
-The bytes go to a temporary file in the target's folder, are flushed to disk, and the temporary file is then
-renamed over the target; within one filesystem a rename is atomic, so a reader sees the old file or the
-new one, never a mixture. Checkpoints, tokenizer files and the data cache are all written this way.
+Atomic writes: a crash, a full disk or Ctrl-C in the middle of a write never leaves half a file. The bytes go
+to a temporary file in the target's folder (named after the writing process, `.NAME.PID.XXXX.tmp`), are flushed
+to disk, and the temporary file is then renamed over the target; within one filesystem a rename is atomic, so a
+reader sees the old file or the new one, never a mixture. Checkpoints, tokenizer files and the data cache are all
+written this way. A process killed mid-write (SIGKILL, power loss) leaves its temporary file behind;
+`remove_stale_temporaries` deletes those of processes that no longer run.
+
+Folder locks: `folder_lock` holds an exclusive lock (`fcntl.flock`) on `FOLDER/.lock` for as long as a training
+run writes there, so a second run on the same folder is refused instead of interleaving with the first. The
+operating system drops the lock when its process ends, however it ends, so a killed run never leaves a stale one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs there are not protected from each other
+    fcntl = None
 
 from scratchlm.errors import OutputError, ScratchLMError
 
@@ -53,7 +66,7 @@ def atomic_write(
     """
     path = check_writable(path, error)
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     except OSError as e:
         raise error(f"cannot write {path}: {e.strerror or e}") from e
     try:
@@ -83,3 +96,66 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")  # .NAME.PID.XXXX.tmp, as atomic_write names them
+
+
+def _process_is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0 checks that the process exists without touching it
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # it exists but belongs to someone else (or we cannot tell: keep its file)
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that `atomic_write`s of processes no longer running left in `folder`
+    (a run killed while saving); a live process's temporary file is left alone. Returns what was deleted."""
+    removed = []
+    if os.name != "posix" or not Path(folder).is_dir():
+        return removed
+    for path in Path(folder).iterdir():
+        match = _TEMPORARY.match(path.name)
+        if match and int(match.group(1)) != os.getpid() and not _process_is_running(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path, error: type[ScratchLMError] = OutputError) -> Iterator[Path]:
+    """Hold an exclusive lock on `folder` (created if needed) for the duration of the block; raise `error` at
+    once, naming the holder's pid, when another process holds it. Where `fcntl` is missing (Windows) the block
+    runs unlocked."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 (closed by the with below)
+    except OSError as e:
+        raise error(f"cannot write to {folder}: {e.strerror or e}") from e
+    with handle:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise error(
+                    f"{folder} is in use by another training run (pid {holder}); wait for it to finish or use "
+                    "another folder"
+                ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield folder
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

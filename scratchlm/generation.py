@@ -12,6 +12,7 @@ model on the whole context at every step. Both give the same tokens.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn as nn
@@ -53,8 +54,37 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
     return logits
 
 
+_SEED = Rule("an integer in [0, 2**64) or None", lambda v: v is None or (NON_NEGATIVE_INT.accepts(v) and v < 2**64))
+
+
+def _vocab_size(model: nn.Module) -> int | None:
+    """The number of token ids `model` embeds, when it says (a GPT's config, an embedding's rows)."""
+    size = getattr(getattr(model, "config", None), "vocab_size", None)
+    if size is None:
+        embedding = next((m for m in model.modules() if isinstance(m, nn.Embedding)), None)
+        size = embedding.num_embeddings if embedding is not None else None
+    return size
+
+
+def _check_prompt(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
+    """idx as a (B, T) batch of valid ids (a one-line ConfigError otherwise)."""
+    if idx.dim() not in (1, 2) or idx.dtype != torch.long:
+        raise ConfigError(f"idx must be int64 token ids of shape (B, T), got {idx.dtype} {tuple(idx.shape)}")
+    idx = idx.unsqueeze(0) if idx.dim() == 1 else idx
+    if idx.size(1) == 0:
+        raise ConfigError("the prompt is empty: generation needs at least one token to start from")
+    vocab_size = _vocab_size(model)
+    low, high = idx.min().item(), idx.max().item()
+    if low < 0 or (vocab_size is not None and high >= vocab_size):
+        bad = low if low < 0 else high
+        raise ConfigError(
+            f"token id {bad} is outside the model's vocabulary (0 .. {vocab_size - 1 if vocab_size else '?'})"
+        )
+    return idx
+
+
 @torch.no_grad()
-def generate(
+def stream(
     model: nn.Module,
     idx: torch.Tensor,
     max_new_tokens: int,
@@ -63,35 +93,13 @@ def generate(
     top_p: float | None = None,
     seed: int | None = None,
     use_cache: bool = True,
-) -> torch.Tensor:
-    """Extend each prompt in `idx` by `max_new_tokens` sampled tokens.
-
-    idx: (B, T) int64 token ids (a 1-D (T,) prompt is treated as a batch of one and returned 1-D).
-    Returns (B, T + max_new_tokens): the prompts followed by their continuations.
-
-    temperature: divides the logits; below 1 sharpens the distribution, 0 means greedy (argmax).
-    top_k: sample only among the k most likely tokens. top_p: sample only from the nucleus of mass top_p.
-    seed: sample with a private generator on the model's device, so the same seed gives the same text and
-    the global random state is left untouched; None uses the global generator.
-    use_cache: decode a `GPT` with a KV cache (other models have none; a GPT whose blocks are one's own must
-    pass the cache on to attention that uses it, as the library's blocks do, or generate with use_cache=False).
-    The output is the
-    same either way, sampled text included: only the work per step differs. The cache holds block_size
-    positions; once the context is longer, the model must see only its last block_size tokens, whose keys
-    and values all change as the window slides, so from then on every step recomputes the cropped context,
-    exactly as without a cache: generations much longer than block_size lose the speed-up.
-
-    The model is put in eval mode (no dropout) and restored to its previous mode afterwards.
-    """
+) -> Iterator[torch.Tensor]:
+    """Yield the next token of every prompt in `idx` as soon as it is sampled: `max_new_tokens` tensors of shape
+    (B, 1) (idx: (B, T), or (T,) for one prompt). `generate` collects them; a caller that prints them as they come
+    shows text at once and keeps what was printed if it is interrupted. The arguments are `generate`'s."""
     _check_sampling_args(max_new_tokens, temperature, top_k, top_p)
-    if idx.dim() not in (1, 2) or idx.dtype != torch.long:
-        raise ConfigError(f"idx must be int64 token ids of shape (B, T), got {idx.dtype} {tuple(idx.shape)}")
-    unbatched = idx.dim() == 1
-    if unbatched:
-        idx = idx.unsqueeze(0)
-    if idx.size(1) == 0:
-        raise ConfigError("the prompt is empty: generation needs at least one token to start from")
-
+    _SEED.check("seed", seed)
+    idx = _check_prompt(model, idx)
     device = next(model.parameters()).device
     idx = idx.to(device)
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
@@ -120,6 +128,41 @@ def generate(
                 probs = F.softmax(logits, dim=-1)
                 next_id = torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
             idx = torch.cat((idx, next_id), dim=1)
+            yield next_id
     finally:
         model.train(was_training)
-    return idx.squeeze(0) if unbatched else idx
+
+
+def generate(
+    model: nn.Module,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    use_cache: bool = True,
+) -> torch.Tensor:
+    """Extend each prompt in `idx` by `max_new_tokens` sampled tokens.
+
+    idx: (B, T) int64 token ids (a 1-D (T,) prompt is treated as a batch of one and returned 1-D), each in
+    0 .. vocab_size - 1. Returns (B, T + max_new_tokens): the prompts followed by their continuations.
+
+    temperature: divides the logits; below 1 sharpens the distribution, 0 means greedy (argmax).
+    top_k: sample only among the k most likely tokens. top_p: sample only from the nucleus of mass top_p.
+    seed: sample with a private generator on the model's device, so the same seed gives the same text and
+    the global random state is left untouched; None uses the global generator.
+    use_cache: decode a `GPT` with a KV cache (other models have none; a GPT whose blocks are one's own must
+    pass the cache on to attention that uses it, as the library's blocks do, or generate with use_cache=False).
+    The output is the same either way, sampled text included: only the work per step differs. The cache holds
+    block_size positions; once the context is longer, the model must see only its last block_size tokens, whose
+    keys and values all change as the window slides, so from then on every step recomputes the cropped context,
+    exactly as without a cache: generations much longer than block_size lose the speed-up.
+
+    The model is put in eval mode (no dropout) and restored to its previous mode afterwards. `stream` yields
+    the same tokens one step at a time.
+    """
+    steps = list(stream(model, idx, max_new_tokens, temperature, top_k, top_p, seed, use_cache))
+    prompt = _check_prompt(model, idx).to(next(model.parameters()).device)
+    out = torch.cat([prompt, *steps], dim=1)
+    return out.squeeze(0) if idx.dim() == 1 else out

@@ -102,6 +102,10 @@ def from_hf(hf_model: GPT2LMHeadModel, dropout: float = 0.0) -> GPT:
         raise ConfigError(f"layer_norm_epsilon={hc.layer_norm_epsilon} differs from ours (1e-5)")
     if getattr(hc, "scale_attn_by_inverse_layer_idx", False) or not getattr(hc, "scale_attn_weights", True):
         raise ConfigError("this GPT-2 variant scales attention differently; cannot convert")
+    head, embedding = hf_model.get_output_embeddings().weight, hf_model.get_input_embeddings().weight
+    if not getattr(hc, "tie_word_embeddings", True) and not torch.equal(head, embedding):
+        # our GPT ties its head to wte; converting would silently replace HF's lm_head by the embedding
+        raise ConfigError("this GPT-2 has an output layer of its own (tie_word_embeddings=False); ours ties it to wte")
     config = GPTConfig(
         vocab_size=hc.vocab_size,
         block_size=hc.n_positions,

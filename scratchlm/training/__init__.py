@@ -9,6 +9,7 @@ from scratchlm.training.config import DTYPES, PRESETS, TrainConfig, lr_at, prese
 from scratchlm.training.loop import (
     Callback,
     Run,
+    TrainingDiverged,
     TrainingInterrupted,
     TrainResult,
     evaluate,
@@ -33,6 +34,7 @@ __all__ = [
     "StepResult",
     "TrainConfig",
     "TrainResult",
+    "TrainingDiverged",
     "TrainingInterrupted",
     "autocast_for",
     "estimate_loss",

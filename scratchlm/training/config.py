@@ -55,7 +55,8 @@ class TrainConfig:
     `lr_decay_iters` (None = max_iters), constant after (`lr_at`).
     Precision: dtype "auto" uses bfloat16 autocast on CUDA GPUs that support it and float32 elsewhere.
     Output: `out_dir` None writes nothing; otherwise a checkpoint (`ckpt.pt`) at every evaluation and
-    `metrics.jsonl`. `resume` continues from `out_dir/ckpt.pt`.
+    `metrics.jsonl`. `resume` continues from `out_dir/ckpt.pt`; a new run in an out_dir that holds one is refused
+    unless `overwrite` says to delete it.
     """
 
     model: GPTConfig = dataclasses.field(default_factory=_reference_model)  # its fields are flags of their own
@@ -96,6 +97,9 @@ class TrainConfig:
         None, "folder for checkpoints and metrics.jsonl", optional(TEXT), flags=("--out",), metavar="DIR"
     )
     resume: bool = option(False, "continue the run whose checkpoint is in --out", BOOL)
+    overwrite: bool = option(
+        False, "start a new run in an --out that holds one, deleting its checkpoint and metrics", BOOL
+    )
     progress: bool = option(True, "show a progress bar", BOOL)
     # system
     seed: int = option(1337, "random seed (initialisation, batches, dropout)", _SEED)
@@ -114,6 +118,8 @@ class TrainConfig:
             raise ConfigError(f"min_lr must be in [0, learning_rate={self.learning_rate}], got {self.min_lr}")
         if self.resume and self.out_dir is None:
             raise ConfigError("resume=True needs out_dir, the folder holding the checkpoint to resume from")
+        if self.resume and self.overwrite:
+            raise ConfigError("resume=True continues the run in out_dir and overwrite=True deletes it: choose one")
 
     @property
     def decay_iters(self) -> int:
@@ -149,8 +155,9 @@ class TrainConfig:
         return dataclasses.replace(self, **own)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (the model as a nested dict), as checkpoints store it."""
-        return dataclasses.asdict(self)
+        """Plain data (the model as a nested dict), as checkpoints store it. `resume` and `overwrite` say how a
+        run was started, not what it is, so they are stored as False."""
+        return dataclasses.asdict(dataclasses.replace(self, resume=False, overwrite=False))
 
     @classmethod
     def from_dict(cls, saved: dict[str, Any]) -> TrainConfig:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import signal
 import threading
 import time
@@ -33,7 +34,9 @@ from tqdm.auto import tqdm
 
 from scratchlm import checkpoint as ckpt_io
 from scratchlm.data import TokenSplits, get_batch, load_splits
-from scratchlm.errors import ConfigError, OutputError
+from scratchlm.errors import CheckpointError, ConfigError, OutputError, ScratchLMError
+from scratchlm.files import atomic_write, folder_lock, remove_stale_temporaries
+from scratchlm.memory import check_fits, training_bytes
 from scratchlm.model import GPT
 from scratchlm.runtime import get_device
 from scratchlm.training.config import TrainConfig, lr_at
@@ -80,6 +83,7 @@ class Run:
     step_losses: list[float] = field(default_factory=list)
     resumed: bool = False
     stop: bool = False
+    saved_step: int | None = None  # the step of the last checkpoint written or resumed from
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -101,6 +105,7 @@ class Run:
         """Write the checkpoint (weights, optimizer, config, tokenizer, step, random states, metrics)."""
         if self.out_dir is None:
             return None
+        self.saved_step = self.step
         return ckpt_io.save(
             self.checkpoint_path,
             self.model,
@@ -112,6 +117,38 @@ class Run:
             metrics=self.metrics,
             extra={"step_losses": list(self.step_losses)},
         )
+
+    def begin_output(self) -> None:
+        """Make out_dir ready for this run (call it holding the folder's lock, as `train` does): a new run refuses
+        a folder that holds one unless config.overwrite, which deletes it; a resumed run's metrics.jsonl is
+        rewritten to the checkpoint's records, dropping lines of steps a killed run logged after its last
+        checkpoint; temporary files of killed saves are removed."""
+        if self.out_dir is None:
+            return
+        remove_stale_temporaries(self.out_dir)
+        if self.resumed:
+            with atomic_write(self.out_dir / METRICS_FILENAME, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(record) + "\n" for record in self.metrics)
+            return
+        for path in self.check_output():
+            path.unlink()
+
+    def check_output(self) -> list[Path]:
+        """The files of an earlier run in out_dir that a new run would replace: refused (OutputError) unless
+        config.overwrite. `train` asks before it takes the folder's lock too, so a refused run changes nothing."""
+        if self.out_dir is None or self.resumed:
+            return []
+        existing = [p for p in (self.checkpoint_path, self.out_dir / METRICS_FILENAME) if p.exists()]
+        if existing and not self.config.overwrite:
+            raise OutputError(
+                f"{self.out_dir} already holds a training run ({', '.join(p.name for p in existing)}): resume it "
+                "(resume=True, --resume), start over (overwrite=True, --overwrite) or choose another out_dir"
+            )
+        return existing
+
+
+class TrainingDiverged(ScratchLMError):
+    """The loss became NaN or infinite: training stopped, and no checkpoint was written over the last good one."""
 
 
 @dataclass
@@ -194,6 +231,7 @@ def prepare_run(
 
     if model is None:
         model_config = config.model_config(splits.tokenizer.vocab_size)
+        check_fits(training_bytes(model_config, config.batch_size), device, "training this model")
         model = GPT(model_config)
         if checkpoint is not None:
             if changed := checkpoint.gpt_config().differences(model_config):
@@ -215,15 +253,17 @@ def prepare_run(
     )
     if checkpoint is not None:
         if checkpoint.optimizer_state is not None:
-            optimizer.load_state_dict(checkpoint.optimizer_state)
+            try:
+                optimizer.load_state_dict(checkpoint.optimizer_state)
+            except (KeyError, TypeError, ValueError, RuntimeError) as e:
+                raise CheckpointError(f"{checkpoint.path}: its optimizer state does not fit this run ({e})") from None
         run.step = run.start_step = checkpoint.step
         run.resumed = True
         run.metrics = list(checkpoint.metrics)
         run.step_losses = list(checkpoint.extra.get("step_losses", []))
         if checkpoint.rng is not None:
             ckpt_io.restore_rng_state(checkpoint.rng, data_generator)
-    elif out_dir is not None:
-        (out_dir / METRICS_FILENAME).unlink(missing_ok=True)  # a fresh run starts a fresh log
+        run.saved_step = checkpoint.step
     return run
 
 
@@ -253,14 +293,21 @@ def train(
     Seeds torch's global generator with `config.seed` (model init and dropout draw from it); batches come
     from a private generator seeded the same way. The keywords other than `callbacks` are `prepare_run`'s.
 
-    With an out_dir, Ctrl-C finishes the step in progress, writes a checkpoint and raises `TrainingInterrupted`
-    (a KeyboardInterrupt). With `resume=True` the run continues from `out_dir/ckpt.pt`: weights, optimizer,
-    step, metrics, tokenizer and every random state come from the checkpoint, so on CPU N steps + resume + N
-    more steps match 2N steps in one go. The architecture must match the checkpoint's; `max_iters` may grow
+    With an out_dir, the run holds an exclusive lock on it (a second run on the same folder is refused), a new run
+    refuses a folder that holds one unless `overwrite=True`, and Ctrl-C finishes the step in progress, writes a
+    checkpoint and raises `TrainingInterrupted` (a KeyboardInterrupt). A NaN or infinite loss raises
+    `TrainingDiverged` without writing a checkpoint over the last good one.
+
+    With `resume=True` the run continues from `out_dir/ckpt.pt`: weights, optimizer, step, metrics, tokenizer
+    and every random state come from the checkpoint, so on CPU N steps + resume + N more steps match 2N steps in
+    one go. The architecture must match the checkpoint's; `max_iters` may grow
     (keep `lr_decay_iters` fixed to continue on the same learning-rate schedule).
     """
     run = prepare_run(config, model=model, tokenizer=tokenizer, splits=splits, checkpoint=checkpoint, device=device)
-    _loop(run, callbacks)
+    run.check_output()
+    with folder_lock(run.out_dir) if run.out_dir is not None else contextlib.nullcontext():
+        run.begin_output()
+        _loop(run, callbacks)
     run.model.eval()
     return TrainResult(
         model=run.model,
@@ -332,12 +379,28 @@ def _loop(run: Run, callbacks: Sequence[Callback]) -> None:
     pending: list[torch.Tensor] = []  # losses kept on the device; .item() every step would sync a GPU
 
     def flush_losses() -> None:
-        run.step_losses.extend(torch.stack(pending).tolist() if pending else [])
+        """Move the pending losses to `run.step_losses` (one device sync), refusing non-finite ones."""
+        losses = torch.stack(pending).tolist() if pending else []
         pending.clear()
+        bad = next((i for i, loss in enumerate(losses) if not math.isfinite(loss)), None)
+        if bad is not None:
+            diverged(run.step - len(losses) + bad + 1, losses[bad])
+        run.step_losses.extend(losses)
+
+    def diverged(step: int, loss: float) -> None:
+        kept = "no checkpoint was written"
+        if run.saved_step is not None:
+            kept = f"the checkpoint of step {run.saved_step} in {run.out_dir} was kept"
+        raise TrainingDiverged(
+            f"training diverged: the loss was {loss} at step {step}; {kept}. Lower the learning rate "
+            f"(now {config.learning_rate:g}) or the gradient clip"
+        )
 
     def evaluate_and_save() -> None:
         flush_losses()
         losses = run.evaluate()
+        if not all(math.isfinite(v) for v in losses.values()):
+            diverged(run.step, losses["val"] if not math.isfinite(losses["val"]) else losses["train"])
         record = {
             "step": run.step,
             "train_loss": losses["train"],
@@ -401,5 +464,8 @@ def _loop(run: Run, callbacks: Sequence[Callback]) -> None:
             bar.update(1)
             for callback in callbacks:
                 callback.on_step(run, result)
-            if run.step % 10 == 0:
-                bar.set_postfix(loss=f"{pending[-1].item():.3f}", tok_s=f"{throughput.rate():,.0f}", refresh=False)
+            if run.step % 10 == 0:  # one sync every 10 steps: show the loss, and stop early if it is no number
+                loss = pending[-1].item()
+                if not math.isfinite(loss):
+                    flush_losses()
+                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{throughput.rate():,.0f}", refresh=False)
