@@ -1,0 +1,422 @@
+"""scratchlm.scaling: FLOP accounting against PyTorch's counter, the two Chinchilla fits on synthetic data with
+known answers, the sweep's resumability (in process and by killing the CLI), and the `sweep` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from scratchlm.cli import main
+from scratchlm.data import load_splits
+from scratchlm.errors import ConfigError
+from scratchlm.model import GPT, GPTConfig
+from scratchlm.scaling import (
+    CHINCHILLA,
+    RESULTS_FILENAME,
+    FitError,
+    LossLaw,
+    SweepGrid,
+    append_result,
+    attention_flops_per_token,
+    fit_isoflop,
+    fit_isoflops,
+    fit_loss_law,
+    fit_parabola,
+    fit_power_law,
+    fit_sweep,
+    flops_per_token,
+    measure_training_flops,
+    non_embedding_params,
+    predicted_optimum,
+    read_results,
+    run_sweep,
+    sweep_grid,
+)
+from scratchlm.training import Callback
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# FLOPs and parameters
+# ---------------------------------------------------------------------------------------------------------------
+
+CONFIGS = [
+    GPTConfig(vocab_size=65, block_size=64, n_layer=2, n_head=4, n_embd=64),
+    GPTConfig(vocab_size=50, block_size=32, n_layer=3, n_head=2, n_embd=48, bias=False),
+    GPTConfig(vocab_size=65, block_size=64, n_layer=2, n_head=4, n_embd=64, pos_embedding="rope", n_kv_head=2),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["learned", "no-bias", "rope-gqa"])
+def test_counts_match_the_model(config):
+    model = GPT(config)
+    assert non_embedding_params(config) == model.num_parameters(non_embedding=True)
+    assert (
+        non_embedding_params(config, count_head=False) == model.num_parameters(True) - config.vocab_size * config.n_embd
+    )
+    assert flops_per_token(config) == model.flops_per_token()
+    assert flops_per_token(config, seq_len=16) == model.flops_per_token(seq_len=16)
+
+
+def test_attention_term_and_its_causal_half():
+    config = CONFIGS[0]
+    assert attention_flops_per_token(config) == 12 * 2 * 64 * 64
+    assert attention_flops_per_token(config, masked_half=False) == 6 * 2 * 64 * 64
+    assert attention_flops_per_token(config, seq_len=32) == 12 * 2 * 32 * 64
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["learned", "no-bias", "rope-gqa"])
+def test_flops_per_token_agree_with_the_profiler(config):
+    """6N + 12·L·T·C against FlopCounterMode on a real forward and backward pass: the attention products exactly,
+    the whole within 3% (6N counts biases and LayerNorm gains as if they were matmul weights)."""
+    torch.manual_seed(0)
+    model = GPT(config)
+    B, T = 3, config.block_size
+    x = torch.randint(0, config.vocab_size, (B, T))
+    y = torch.randint(0, config.vocab_size, (B, T))
+    counts = measure_training_flops(model, x, y)
+    assert counts["bmm"] == attention_flops_per_token(config) * B * T  # the whole T×T matrix, masked half included
+    measured = counts["total"] / (B * T)
+    assert measured == pytest.approx(flops_per_token(config), rel=0.03)
+    assert measured < flops_per_token(config)  # what 6N over-counts is small, and only over-counts
+    assert all(p.grad is None for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fits
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def isoflop_design(law: LossLaw, budgets, sizes_per_budget=7, spread=0.6):
+    """Runs spread evenly in log N around the law's optimum at each budget, D = C / 6N: a synthetic sweep."""
+    budgets_, sizes, tokens = [], [], []
+    for c in budgets:
+        n_opt, _ = law.compute_optimal(c)
+        for factor in np.logspace(-spread, spread, sizes_per_budget):
+            budgets_.append(c)
+            sizes.append(n_opt * factor)
+            tokens.append(c / (6 * n_opt * factor))
+    return np.array(budgets_), np.array(sizes), np.array(tokens)
+
+
+def noisy(losses, sigma, seed=0):
+    return losses * np.exp(np.random.default_rng(seed).normal(0.0, sigma, len(losses)))
+
+
+def test_power_law_and_parabola_recover_exact_values():
+    x = np.geomspace(1e10, 1e14, 5)
+    law = fit_power_law(x, 3.0 * x**0.42)
+    assert law.exponent == pytest.approx(0.42) and law.coefficient == pytest.approx(3.0)
+    n = np.geomspace(1e4, 1e6, 6)
+    curve = fit_parabola(n, 0.1 * (np.log(n) - np.log(7e4)) ** 2 + 2.5)
+    assert curve.argmin == pytest.approx(7e4) and curve.minimum == pytest.approx(2.5)
+    with pytest.raises(FitError):
+        fit_parabola([1e4, 2e4], [3.0, 2.9])
+    with pytest.raises(FitError):
+        fit_power_law([1.0, -2.0], [1.0, 2.0])
+
+
+def test_isoflop_profile_without_an_inside_minimum_is_not_valid():
+    rising = fit_isoflop(1e12, [1e4, 2e4, 4e4, 8e4], [1e6, 5e5, 2.5e5, 1.25e5], [2.0, 2.1, 2.3, 2.6])
+    assert not rising.valid
+    fit = fit_isoflops([1e12] * 4, rising.sizes, rising.tokens, rising.losses)
+    assert fit.n_opt is None and fit.valid_profiles == ()
+
+
+def test_approach_2_recovers_the_exponents_from_noisy_isoflop_profiles():
+    """Chinchilla's published law as the truth: N* ∝ C^(β/(α+β)) = C^0.452, D* ∝ C^0.548."""
+    budgets, sizes, tokens = isoflop_design(CHINCHILLA, np.logspace(18, 21, 4))
+    fit = fit_isoflops(budgets, sizes, tokens, noisy(CHINCHILLA(sizes, tokens), sigma=0.002))
+    assert len(fit.valid_profiles) == 4
+    assert fit.n_opt.exponent == pytest.approx(CHINCHILLA.a, rel=0.05)
+    assert fit.d_opt.exponent == pytest.approx(CHINCHILLA.b, rel=0.05)
+    for budget in np.unique(budgets):  # the power laws average the noise of the single minima out
+        n_true, d_true = CHINCHILLA.compute_optimal(budget)
+        assert fit.n_opt(budget) == pytest.approx(n_true, rel=0.05)
+        assert fit.d_opt(budget) == pytest.approx(d_true, rel=0.05)
+
+
+def test_approach_2_minima_are_nearly_exact_without_noise():
+    """A parabola in log N is only the valley's second-order approximation: with runs ±0.6 decades around the
+    optimum of a law with α ≠ β its minimum is 1.5% off, the same at every budget, so the exponents stay exact."""
+    budgets, sizes, tokens = isoflop_design(CHINCHILLA, np.logspace(18, 21, 4))
+    fit = fit_isoflops(budgets, sizes, tokens, CHINCHILLA(sizes, tokens))
+    for profile in fit.profiles:
+        n_true, d_true = CHINCHILLA.compute_optimal(profile.budget)
+        assert profile.n_opt == pytest.approx(n_true, rel=0.02)
+        assert profile.d_opt == pytest.approx(d_true, rel=0.02)
+    assert fit.n_opt.exponent == pytest.approx(CHINCHILLA.a, rel=1e-6)
+
+
+def test_approach_3_recovers_the_law_exactly_without_noise():
+    _, sizes, tokens = isoflop_design(CHINCHILLA, np.logspace(18, 21, 4))
+    law = fit_loss_law(sizes, tokens, CHINCHILLA(sizes, tokens)).law
+    for name in ("E", "A", "B", "alpha", "beta"):
+        assert getattr(law, name) == pytest.approx(getattr(CHINCHILLA, name), rel=1e-3), name
+
+
+def test_approach_3_recovers_the_law_from_noisy_runs():
+    """With 0.2% noise on the losses, E, α, β (and a, b) come back within 5%. A and B do not, and cannot: they
+    are exp(intercepts) far from the data (ln N ≈ 20), so an error of 0.01 in α moves A by 20%. What the data do
+    pin down is each term's size where the runs are, A/N^α and B/D^β at their geometric means: within 5%."""
+    _, sizes, tokens = isoflop_design(CHINCHILLA, np.logspace(18, 21, 4))
+    fit = fit_loss_law(sizes, tokens, noisy(CHINCHILLA(sizes, tokens), sigma=0.002))
+    law = fit.law
+    for name in ("E", "alpha", "beta", "a", "b"):
+        assert getattr(law, name) == pytest.approx(getattr(CHINCHILLA, name), rel=0.05), name
+    n_mid, d_mid = np.exp(np.log(sizes).mean()), np.exp(np.log(tokens).mean())
+    assert law.A / n_mid**law.alpha == pytest.approx(CHINCHILLA.A / n_mid**CHINCHILLA.alpha, rel=0.05)
+    assert law.B / d_mid**law.beta == pytest.approx(CHINCHILLA.B / d_mid**CHINCHILLA.beta, rel=0.05)
+
+
+def test_loss_law_fit_needs_five_positive_runs():
+    with pytest.raises(FitError):
+        fit_loss_law([1e4, 2e4, 3e4, 4e4], [1e6] * 4, [2.0] * 4)
+    with pytest.raises(FitError):
+        fit_loss_law([1e4, 2e4, 3e4, 4e4, 5e4], [1e6] * 5, [2.0, 2.0, 0.0, 2.0, 2.0])
+
+
+def test_compute_optimal_closed_form_minimises_the_law_on_its_budget():
+    c = 5.76e23  # Gopher's and Chinchilla's budget
+    n_opt, d_opt = CHINCHILLA.compute_optimal(c)
+    assert 6 * n_opt * d_opt == pytest.approx(c)
+    n = np.geomspace(n_opt / 10, n_opt * 10, 2001)
+    assert n[np.argmin(CHINCHILLA(n, c / (6 * n)))] == pytest.approx(n_opt, rel=0.01)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The grid and the sweep
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_grid_points_spend_their_budget_on_their_own_schedule():
+    grid = sweep_grid("cpu")
+    points = grid.points(vocab_size=65)
+    assert len(points) == len(grid.widths) * len(grid.budgets)
+    assert len({p.key for p in points}) == len(points)
+    for p in points:
+        assert p.model.n_layer == grid.depth and p.model.n_embd == p.width
+        assert p.model.n_head * grid.head_size == p.width
+        step_flops = p.flops_per_token * grid.tokens_per_step
+        assert abs(p.flops - p.budget) <= step_flops / 2  # whole steps, the nearest to the budget
+        assert p.config.max_iters == p.steps and p.config.lr_decay_iters is None  # the cosine ends at its last step
+        assert p.config.warmup_iters == round(grid.warmup_fraction * p.steps)
+        assert p.config.learning_rate == pytest.approx(
+            grid.learning_rate * (grid.lr_width / p.width) ** grid.lr_exponent
+        )
+        assert p.config.min_lr == pytest.approx(p.config.learning_rate * grid.min_lr_fraction)
+
+
+def test_grid_errors_are_config_errors():
+    with pytest.raises(ConfigError, match="unknown grid"):
+        sweep_grid("laptop")
+    with pytest.raises(ConfigError, match="multiples of head_size"):
+        sweep_grid("cpu", widths=(16, 40))
+    with pytest.raises(ConfigError, match="budgets"):
+        sweep_grid("cpu", budgets=())
+
+
+@pytest.fixture
+def tiny_grid(text_file) -> SweepGrid:
+    return SweepGrid(
+        widths=(16, 32),
+        budgets=(3e8, 6e8),
+        depth=1,
+        block_size=16,
+        batch_size=4,
+        evals=3,
+        eval_iters=2,
+        final_eval_iters=3,
+        data=text_file,
+    )
+
+
+class CrashAt(Callback):
+    """Raise (as a crash would end the process) at step `step` of the run of `key`."""
+
+    def __init__(self, key: str, step: int):
+        self.key, self.step = key, step
+
+    def on_step(self, run, result):
+        if Path(run.out_dir).name == self.key and run.step == self.step:
+            raise RuntimeError("simulated crash")
+
+
+class Steps(Callback):
+    """Which points took steps, and from which step they started."""
+
+    def __init__(self):
+        self.first_step: dict[str, int] = {}
+
+    def on_step(self, run, result):
+        self.first_step.setdefault(Path(run.out_dir).name, run.step)
+
+
+def test_sweep_skips_finished_points_and_resumes_an_interrupted_one_exactly(tiny_grid, tmp_path):
+    points = tiny_grid.points(vocab_size=load_splits(tiny_grid.data).tokenizer.vocab_size)
+    crashed = points[2]
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_sweep(tiny_grid, tmp_path / "a", callbacks=[CrashAt(crashed.key, crashed.steps - 2)], progress=False)
+    before = (tmp_path / "a" / RESULTS_FILENAME).read_text().splitlines()
+    assert [json.loads(line)["key"] for line in before] == [p.key for p in points[:2]]
+    assert (tmp_path / "a" / "points" / crashed.key / "ckpt.pt").is_file()
+
+    steps = Steps()
+    records = run_sweep(tiny_grid, tmp_path / "a", callbacks=[steps], progress=False)
+    after = (tmp_path / "a" / RESULTS_FILENAME).read_text().splitlines()
+    assert after[:2] == before  # finished points were neither rerun nor rewritten
+    assert [r["key"] for r in records] == [p.key for p in points]
+    assert set(steps.first_step) == {p.key for p in points[2:]}
+    last_checkpoint = 2 * crashed.config.eval_interval  # the crash came after the run's third evaluation
+    assert steps.first_step[crashed.key] == last_checkpoint + 1
+    assert records[2]["resumed_from_step"] == last_checkpoint
+    assert not any((tmp_path / "a" / "points" / p.key / "ckpt.pt").exists() for p in points)
+
+    # the interrupted point ends exactly where an uninterrupted sweep ends
+    uninterrupted = run_sweep(tiny_grid, tmp_path / "b", progress=False)
+    assert [r["final_val_loss"] for r in records] == [r["final_val_loss"] for r in uninterrupted]
+    assert uninterrupted[2]["resumed_from_step"] is None
+
+    # once done, a rerun trains nothing
+    steps = Steps()
+    assert run_sweep(tiny_grid, tmp_path / "a", callbacks=[steps], progress=False) == records
+    assert steps.first_step == {}
+
+
+def test_finished_points_of_other_settings_are_refused(tiny_grid, tmp_path):
+    run_sweep(tiny_grid.replace(budgets=(3e8,)), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="other settings"):
+        run_sweep(tiny_grid.replace(budgets=(3e8,), learning_rate=3e-3), tmp_path, progress=False)
+
+
+def test_a_line_cut_short_is_skipped_and_the_next_append_starts_a_new_line(tmp_path):
+    (tmp_path / RESULTS_FILENAME).write_text('{"key": "a", "x": 1}\n{"key": "b", "x"')
+    assert [r["key"] for r in read_results(tmp_path)] == ["a"]
+    append_result(tmp_path, {"key": "c"})
+    assert [r["key"] for r in read_results(tmp_path)] == ["a", "c"]
+
+
+def test_predicted_optimum_is_the_best_width_of_the_shape_rule():
+    grid = sweep_grid("cpu")
+    ranked = predicted_optimum(CHINCHILLA, grid, 1e12, vocab_size=65)
+    losses = [loss for _, loss in ranked]
+    assert losses == sorted(losses)
+    best, loss = ranked[0]
+    assert loss == pytest.approx(CHINCHILLA(best.params, best.tokens))
+    assert {p.width for p, _ in ranked} == set(range(grid.head_size, 2 * max(grid.widths) + 1, grid.head_size))
+
+
+def test_fit_sweep_selects_budgets():
+    records = [
+        {"budget": c, "params": n, "tokens": d, "final_val_loss": float(CHINCHILLA(n, d))}
+        for c, n, d in zip(*isoflop_design(CHINCHILLA, [1e18, 1e19, 1e20], 5), strict=True)
+    ]
+    held_out = fit_sweep(records, budgets=[1e18, 1e19])
+    assert [p.budget for p in held_out.isoflops.profiles] == [1e18, 1e19]
+    assert held_out.loss_law.law.alpha == pytest.approx(CHINCHILLA.alpha, rel=1e-2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def write_synthetic_sweep(folder: Path, law: LossLaw = CHINCHILLA) -> None:
+    budgets, sizes, tokens = isoflop_design(law, np.logspace(18, 20, 3), sizes_per_budget=5)
+    for i, (c, n, d) in enumerate(zip(budgets, sizes, tokens, strict=True)):
+        loss = float(law(n, d))
+        append_result(
+            folder,
+            {
+                "key": f"run{i}",
+                "width": int(n),
+                "budget": c,
+                "params": int(n),
+                "tokens": int(d),
+                "flops": c,
+                "flops_per_token": 6 * n,
+                "epochs": 0.5,
+                "final_val_loss": loss,
+                "wall_s": 1.0,
+                "curve": [{"step": 10, "tokens": int(d), "val_loss": loss, "train_loss": loss}],
+            },
+        )
+
+
+def test_cli_report_prints_the_fitted_constants_and_writes_the_plots(tmp_path, capsys):
+    write_synthetic_sweep(tmp_path)
+    assert main(["sweep", "--report", str(tmp_path), "--plots", str(tmp_path / "plots")]) == 0
+    out = capsys.readouterr().out
+    assert f"C^{CHINCHILLA.a:.3f}" in out and f"C^{CHINCHILLA.b:.3f}" in out  # approach 2 on exact data
+    ours = next(line for line in out.splitlines() if "this sweep" in line)
+    assert f"alpha={CHINCHILLA.alpha:.3f}" in ours and f"beta={CHINCHILLA.beta:.3f}" in ours
+    for name in ("loss_vs_flops.png", "isoflops.png", "optimal_scaling.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--grid", "laptop"], "unknown grid"),
+        (["--grid", "smoke", "--widths", "20"], "multiples of head_size"),
+        (["--grid", "smoke", "--budgets", "-1"], "positive number of FLOPs"),
+        (["--report", "EMPTY"], "no finished runs"),
+    ],
+)
+def test_cli_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys):
+    argv = [str(tmp_path) if a == "EMPTY" else a for a in argv]
+    if "--report" not in argv:
+        argv += ["--out", str(tmp_path / "out")]
+    try:
+        code = main(["sweep", *argv])
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_sweep_killed_mid_run_resumes_where_it_stopped(text_file, tmp_path):
+    """The real thing: SIGKILL the command while a point is training (after its second checkpoint), run the
+    command again, and every point is there once, the killed one continued from its checkpoint."""
+    out = tmp_path / "sweep"
+    argv = [sys.executable, "-m", "scratchlm", "sweep", "--grid", "smoke", "--data", text_file, "--out", str(out)]
+    argv += ["--widths", "16", "32", "--budgets", "4e8", "8e8", "--depth", "1", "--block-size", "16"]
+    argv += ["--batch-size", "4", "--evals", "4", "--final-eval-iters", "2"]
+    env = {**os.environ, "SCRATCHLM_THREADS": "1"}
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed_key = None
+    try:
+        deadline = time.monotonic() + 60
+        while killed_key is None and time.monotonic() < deadline and proc.poll() is None:
+            done = {r["key"] for r in read_results(out)}
+            for metrics in (out / "points").glob("*/metrics.jsonl") if done else ():
+                if metrics.parent.name not in done and len(metrics.read_text().splitlines()) >= 2:
+                    killed_key = metrics.parent.name
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert killed_key is not None, "the sweep ended before it could be killed mid-point"
+    before = (out / RESULTS_FILENAME).read_text().splitlines()
+    assert killed_key not in {json.loads(line)["key"] for line in before}
+
+    rerun = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    records = read_results(out)
+    assert len(records) == 4 and len({r["key"] for r in records}) == 4
+    assert (out / RESULTS_FILENAME).read_text().splitlines()[: len(before)] == before
+    killed = next(r for r in records if r["key"] == killed_key)
+    assert killed["resumed_from_step"] > 0
