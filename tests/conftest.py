@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from scratchlm.model import GPT, GPTConfig
+from scratchlm.training import TrainConfig
 
 
 @pytest.fixture
@@ -24,6 +25,23 @@ def text_file(tmp_path, tiny_text) -> str:
     path = tmp_path / "tiny.txt"
     path.write_text(tiny_text, encoding="utf-8")
     return str(path)
+
+
+@pytest.fixture
+def tiny_train_config(text_file) -> Callable[..., TrainConfig]:
+    """A factory of training configs for a one-layer, 16-wide GPT on `text_file` that trains in a second or two;
+    keyword arguments replace fields by name (model and training alike, `TrainConfig.replace`).
+
+    A test module with other defaults wraps it: `functools.partial(tiny_train_config, max_iters=12)`."""
+
+    def make(**overrides) -> TrainConfig:
+        base = dict(
+            data=text_file, n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=30,
+            learning_rate=1e-2, min_lr=1e-3, warmup_iters=3, eval_interval=10, eval_iters=2, progress=False,
+        )  # fmt: skip
+        return TrainConfig().replace(**{**base, **overrides})
+
+    return make
 
 
 @pytest.fixture

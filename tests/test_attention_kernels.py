@@ -207,7 +207,11 @@ def interpreter_run() -> subprocess.CompletedProcess:
     pytest.importorskip("triton")
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     return subprocess.run(
-        [sys.executable, "-c", TRITON_INTERPRETER_CHECK], capture_output=True, text=True, cwd=ROOT, env=env,
+        [sys.executable, "-c", TRITON_INTERPRETER_CHECK],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
         timeout=300,
     )
 

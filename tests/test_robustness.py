@@ -4,6 +4,7 @@ Each test is named after the failure it pins. The CLI table runs `python -m scra
 subprocess: exit code 2, one line on stderr, no traceback, and the run folder's files untouched.
 """
 
+import functools
 import json
 import os
 import random
@@ -22,19 +23,17 @@ from scratchlm.errors import CheckpointError, ConfigError, OutputError
 from scratchlm.files import folder_lock
 from scratchlm.generation import generate
 from scratchlm.model import GPT, GPTConfig
-from scratchlm.training import TrainConfig, TrainingDiverged, train
+from scratchlm.training import TrainingDiverged, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # and SCRATCHLM_THREADS=1 for the subprocesses
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--preset", "smoke", "--max-iters", "6", "--eval-interval", "3", "--eval-iters", "1", "--no-progress"]
 
 
-def tiny(data: str, **overrides) -> TrainConfig:
-    base = dict(
-        data=data, n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=6, learning_rate=1e-2,
-        min_lr=1e-3, warmup_iters=2, eval_interval=3, eval_iters=1, progress=False,
-    )  # fmt: skip
-    return TrainConfig().replace(**{**base, **overrides})
+@pytest.fixture
+def tiny(tiny_train_config):
+    """This file's tiny runs: `tiny_train_config` with max_iters=6, warmup_iters=2, eval_interval=3, eval_iters=1."""
+    return functools.partial(tiny_train_config, max_iters=6, warmup_iters=2, eval_interval=3, eval_iters=1)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -57,7 +56,7 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 # work that was lost
 
 
-def test_a_fresh_run_into_an_existing_run_is_refused_not_clobbered(tmp_path, text_file, capsys):
+def test_a_fresh_run_into_an_existing_run_is_refused_not_clobbered(tmp_path, text_file, capsys, tiny):
     out = tmp_path / "run"
     assert main(["train", *SMALL, "--data", text_file, "--out", str(out)]) == 0
     before = snapshot(out)
@@ -66,7 +65,7 @@ def test_a_fresh_run_into_an_existing_run_is_refused_not_clobbered(tmp_path, tex
     assert "already holds a training run" in message and "--resume" in message and "--overwrite" in message
     assert snapshot(out) == before
     with pytest.raises(OutputError, match="already holds a training run"):
-        train(tiny(text_file, out_dir=str(out)))
+        train(tiny(out_dir=str(out)))
     assert snapshot(out) == before
     assert main(["train", *SMALL, "--max-iters", "3", "--data", text_file, "--out", str(out), "--overwrite"]) == 0
     assert checkpoint.load(out).step == 3  # started over
@@ -74,12 +73,12 @@ def test_a_fresh_run_into_an_existing_run_is_refused_not_clobbered(tmp_path, tex
     assert [json.loads(line)["step"] for line in lines] == [0, 3]
 
 
-def test_two_runs_on_one_folder_are_refused(tmp_path, text_file):
+def test_two_runs_on_one_folder_are_refused(tmp_path, tiny):
     out = tmp_path / "run"
     with folder_lock(out), pytest.raises(OutputError, match=r"in use by another training run \(pid \d+\)"):
-        train(tiny(text_file, out_dir=str(out)))
+        train(tiny(out_dir=str(out)))
     assert not (out / "ckpt.pt").exists()
-    train(tiny(text_file, out_dir=str(out)))  # the lock went with the first holder
+    train(tiny(out_dir=str(out)))  # the lock went with the first holder
     with folder_lock(out):  # and the run released its own
         pass
 
@@ -103,11 +102,11 @@ def test_a_second_cli_run_is_refused_while_the_first_trains(tmp_path, text_file)
         first.wait()
 
 
-def test_a_diverging_run_keeps_the_last_good_checkpoint(tmp_path, text_file, capsys):
+def test_a_diverging_run_keeps_the_last_good_checkpoint(tmp_path, capsys, tiny):
     out = tmp_path / "run"
-    train(tiny(text_file, out_dir=str(out)))
+    train(tiny(out_dir=str(out)))
     good = (out / "ckpt.pt").read_bytes()
-    diverging = tiny(text_file, out_dir=str(out), resume=True, max_iters=60, learning_rate=1e30, min_lr=1e29)
+    diverging = tiny(out_dir=str(out), resume=True, max_iters=60, learning_rate=1e30, min_lr=1e29)
     with pytest.raises(TrainingDiverged, match=r"the checkpoint of step 6 in .* was kept"):
         train(diverging)
     assert (out / "ckpt.pt").read_bytes() == good
@@ -275,16 +274,16 @@ def test_sample_streams_its_text_and_ctrl_c_keeps_it(run_copy):
     assert len(first + rest) > 200  # what was generated before Ctrl-C is still printed
 
 
-def test_killed_saves_leave_no_temporaries_and_resume_drops_later_metrics(tmp_path, text_file):
+def test_killed_saves_leave_no_temporaries_and_resume_drops_later_metrics(tmp_path, tiny):
     out = tmp_path / "run"
-    train(tiny(text_file, out_dir=str(out)))
+    train(tiny(out_dir=str(out)))
     dead = out / ".ckpt.pt.999999999.abcd1234.tmp"  # no process has this pid
     dead.write_bytes(b"half a checkpoint")
     live = out / f".ckpt.pt.{os.getpid()}.abcd1234.tmp"
     live.write_bytes(b"being written right now")
     with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:  # a run killed after logging, before saving
         f.write(json.dumps({"step": 7, "val_loss": 0.0}) + "\n")
-    resumed = train(tiny(text_file, out_dir=str(out), resume=True, max_iters=9))
+    resumed = train(tiny(out_dir=str(out), resume=True, max_iters=9))
     assert not dead.exists() and live.exists()
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert logged == resumed.metrics and [m["step"] for m in logged] == [0, 3, 6, 9]
@@ -335,7 +334,7 @@ def bad_inputs(tmp_path: Path, text_file: str) -> list[tuple[list[str], str]]:
                 str(tmp_path / "d"),
             ],
             "no BPE tokenizer file",
-        ),  # fmt: skip
+        ),
         (["sample", "--ckpt", run, "--seed", str(2**70)], "seed must be an integer"),
         (["sample", "--ckpt", run, "--prompt", "€"], "not in this tokenizer's vocabulary"),
         (["sample", "--ckpt", run, "--max-new-tokens", str(10**12)], "is more than this command allows"),

@@ -11,14 +11,6 @@ from scratchlm.errors import CheckpointError, ConfigError
 from scratchlm.training import PRESETS, TrainConfig, lr_at, param_groups, preset, train
 
 
-def tiny_config(data: str, **overrides) -> TrainConfig:
-    base = dict(
-        data=data, n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=30,
-        learning_rate=1e-2, min_lr=1e-3, warmup_iters=3, eval_interval=10, eval_iters=2, progress=False,
-    )  # fmt: skip
-    return TrainConfig().replace(**{**base, **overrides})
-
-
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -82,9 +74,9 @@ def test_weight_decay_only_on_matrices():
     assert sum(p.numel() for p in decay["params"] + no_decay["params"]) == model.num_parameters()
 
 
-def test_smoke_run_reduces_loss_and_logs_metrics(text_file, tmp_path):
+def test_smoke_run_reduces_loss_and_logs_metrics(tmp_path, tiny_train_config):
     out = tmp_path / "run"
-    result = train(tiny_config(text_file, out_dir=str(out)))
+    result = train(tiny_train_config(out_dir=str(out)))
     assert [m["step"] for m in result.metrics] == [0, 10, 20, 30]
     first, last = result.metrics[0], result.metrics[-1]
     assert first["val_loss"] == pytest.approx(math.log(result.tokenizer.vocab_size), abs=0.3)
@@ -96,15 +88,15 @@ def test_smoke_run_reduces_loss_and_logs_metrics(text_file, tmp_path):
     assert result.checkpoint_path == out / "ckpt.pt" and result.checkpoint_path.is_file()
 
 
-def test_resume_is_exact_with_dropout(text_file, tmp_path):
+def test_resume_is_exact_with_dropout(tmp_path, tiny_train_config):
     """N steps, a checkpoint, N more steps == 2N steps in one go (weights, every loss)."""
     common = dict(dropout=0.2, lr_decay_iters=12, eval_interval=4, grad_accum_steps=2)
-    straight = train(tiny_config(text_file, max_iters=12, **common))
+    straight = train(tiny_train_config(max_iters=12, **common))
 
     out = str(tmp_path / "run")
-    train(tiny_config(text_file, max_iters=6, out_dir=out, **common))
+    train(tiny_train_config(max_iters=6, out_dir=out, **common))
     torch.manual_seed(999)  # whatever happens between the two runs must not matter
-    resumed = train(tiny_config(text_file, max_iters=12, out_dir=out, resume=True, **common))
+    resumed = train(tiny_train_config(max_iters=12, out_dir=out, resume=True, **common))
 
     assert resumed.step_losses == straight.step_losses
     resumed_val = {m["step"]: m["val_loss"] for m in resumed.metrics}
@@ -114,14 +106,14 @@ def test_resume_is_exact_with_dropout(text_file, tmp_path):
         assert torch.equal(a, b), name
 
 
-def test_ctrl_c_saves_the_step_and_resumes_exactly(text_file, tmp_path, monkeypatch):
+def test_ctrl_c_saves_the_step_and_resumes_exactly(tmp_path, monkeypatch, tiny_train_config):
     """The first SIGINT finishes the step in progress, checkpoints it and stops; resuming then matches a run
     that was never interrupted."""
     from scratchlm import training
     from scratchlm.training import loop, step
 
     common = dict(dropout=0.2, lr_decay_iters=12, eval_interval=4)
-    straight = train(tiny_config(text_file, max_iters=12, **common))
+    straight = train(tiny_train_config(max_iters=12, **common))
 
     real_get_batch, calls = loop.get_batch, []
 
@@ -135,30 +127,30 @@ def test_ctrl_c_saves_the_step_and_resumes_exactly(text_file, tmp_path, monkeypa
     monkeypatch.setattr(step, "get_batch", interrupt_during_step_7)  # evaluation batches
     out = str(tmp_path / "run")
     with pytest.raises(training.TrainingInterrupted, match="stopped at step 7, checkpoint saved"):
-        train(tiny_config(text_file, max_iters=12, out_dir=out, **common))
+        train(tiny_train_config(max_iters=12, out_dir=out, **common))
     monkeypatch.undo()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was put back
 
-    resumed = train(tiny_config(text_file, max_iters=12, out_dir=out, resume=True, **common))
+    resumed = train(tiny_train_config(max_iters=12, out_dir=out, resume=True, **common))
     assert resumed.step_losses == straight.step_losses
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 
 
-def test_resume_checks_the_architecture(text_file, tmp_path):
+def test_resume_checks_the_architecture(tmp_path, tiny_train_config):
     out = str(tmp_path / "run")
     with pytest.raises(CheckpointError, match="no checkpoint"):
-        train(tiny_config(text_file, out_dir=out, resume=True))
-    train(tiny_config(text_file, max_iters=2, out_dir=out))
+        train(tiny_train_config(out_dir=out, resume=True))
+    train(tiny_train_config(max_iters=2, out_dir=out))
     with pytest.raises(ConfigError, match="n_embd=16 \\(now 32\\)"):
-        train(tiny_config(text_file, max_iters=4, n_embd=32, out_dir=out, resume=True))
+        train(tiny_train_config(max_iters=4, n_embd=32, out_dir=out, resume=True))
 
 
-def test_grad_accumulation_matches_a_bigger_batch(text_file):
+def test_grad_accumulation_matches_a_bigger_batch(tiny_train_config):
     """Two micro-batches of 4 give the same update as the same 8 sequences in one batch (no dropout)."""
     from scratchlm.training import loop
 
-    a = train(tiny_config(text_file, max_iters=1, batch_size=4, grad_accum_steps=2, eval_iters=1))
+    a = train(tiny_train_config(max_iters=1, batch_size=4, grad_accum_steps=2, eval_iters=1))
     real_get_batch = loop.get_batch
     calls = []
 
@@ -171,36 +163,36 @@ def test_grad_accumulation_matches_a_bigger_batch(text_file):
 
     loop.get_batch = paired_batches
     try:
-        b = train(tiny_config(text_file, max_iters=1, batch_size=8, eval_iters=1))
+        b = train(tiny_train_config(max_iters=1, batch_size=8, eval_iters=1))
     finally:
         loop.get_batch = real_get_batch
     for (name, p), q in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5, msg=name)
 
 
-def test_bfloat16_autocast_trains_and_saves_float32_weights(text_file, tmp_path):
+def test_bfloat16_autocast_trains_and_saves_float32_weights(tmp_path, tiny_train_config):
     """dtype="bfloat16" forces autocast (on a CPU too): the loss still falls, and the weights stay float32."""
     from scratchlm.checkpoint import load
 
-    result = train(tiny_config(text_file, max_iters=20, dtype="bfloat16", out_dir=str(tmp_path)))
+    result = train(tiny_train_config(max_iters=20, dtype="bfloat16", out_dir=str(tmp_path)))
     assert result.metrics[-1]["val_loss"] < result.metrics[0]["val_loss"]
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
     assert load(tmp_path).model_state["transformer.wte.weight"].dtype == torch.float32
 
 
-def test_too_little_data_is_a_config_error(tmp_path):
+def test_too_little_data_is_a_config_error(tmp_path, tiny_train_config):
     path = tmp_path / "short.txt"
     path.write_text("just a few characters", encoding="utf-8")
     with pytest.raises(ConfigError, match="too few for block_size=16"):
-        train(tiny_config(str(path)))
+        train(tiny_train_config(data=str(path)))
 
 
-def test_saved_tokenizer_file_is_used(text_file, tmp_path, tiny_text):
+def test_saved_tokenizer_file_is_used(tmp_path, tiny_text, tiny_train_config):
     from scratchlm.tokenizers.char import CharTokenizer
 
     wide = CharTokenizer.from_text(tiny_text + "XYZ")
     wide.save(tmp_path / "tok.json")
-    result = train(tiny_config(text_file, max_iters=1, tokenizer=str(tmp_path / "tok.json")))
+    result = train(tiny_train_config(max_iters=1, tokenizer=str(tmp_path / "tok.json")))
     assert result.tokenizer.vocab_size == wide.vocab_size == result.model.config.vocab_size
 
 
@@ -209,12 +201,12 @@ def test_tinyshakespeare_through_the_registry():
     assert result.tokenizer.vocab_size == 65
 
 
-def test_bpe_tokenizer_file_is_detected_and_travels_in_the_checkpoint(text_file, tmp_path, tiny_text):
+def test_bpe_tokenizer_file_is_detected_and_travels_in_the_checkpoint(tmp_path, tiny_text, tiny_train_config):
     from scratchlm import checkpoint
     from scratchlm.tokenizers import BPETokenizer
 
     BPETokenizer.train(tiny_text, 300, progress=False).save(tmp_path / "bpe.tok")
     out = tmp_path / "run"
-    result = train(tiny_config(text_file, max_iters=1, tokenizer=str(tmp_path / "bpe.tok"), out_dir=str(out)))
+    result = train(tiny_train_config(max_iters=1, tokenizer=str(tmp_path / "bpe.tok"), out_dir=str(out)))
     assert isinstance(result.tokenizer, BPETokenizer) and result.model.config.vocab_size == 300
     assert checkpoint.load(out).build_tokenizer().encode("To be") == result.tokenizer.encode("To be")

@@ -3,6 +3,7 @@
 import argparse
 import copy
 import dataclasses
+import functools
 
 import pytest
 import torch
@@ -25,12 +26,10 @@ from scratchlm.training import (
 )
 
 
-def tiny(data: str, **overrides) -> TrainConfig:
-    base = dict(
-        data=data, n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=12,
-        learning_rate=1e-2, min_lr=1e-3, warmup_iters=3, eval_interval=4, eval_iters=2, progress=False,
-    )  # fmt: skip
-    return TrainConfig().replace(**{**base, **overrides})
+@pytest.fixture
+def tiny(tiny_train_config):
+    """This file's tiny runs: `tiny_train_config` with max_iters=12, eval_interval=4."""
+    return functools.partial(tiny_train_config, max_iters=12, eval_interval=4)
 
 
 # one declaration per option
@@ -173,13 +172,13 @@ def test_autocast_for_float32_does_nothing_and_bfloat16_casts():
 # the loop: train_step every step, callbacks, any LM
 
 
-def test_train_calls_train_step_once_per_step(text_file, monkeypatch):
+def test_train_calls_train_step_once_per_step(monkeypatch, tiny):
     from scratchlm.training import loop
 
     calls = []
     real = loop.train_step
     monkeypatch.setattr(loop, "train_step", lambda *a, **k: calls.append(1) or real(*a, **k))
-    train(tiny(text_file, max_iters=5))
+    train(tiny(max_iters=5))
     assert len(calls) == 5
 
 
@@ -196,34 +195,34 @@ class Recorder(Callback):
         self.records.append(record)
 
 
-def test_callbacks_see_every_step_and_every_evaluation(text_file):
+def test_callbacks_see_every_step_and_every_evaluation(tiny):
     recorder = Recorder()
-    result = train(tiny(text_file), callbacks=[recorder])
+    result = train(tiny(), callbacks=[recorder])
     assert [s for s, _ in recorder.steps] == list(range(1, 13))
     assert [loss for _, loss in recorder.steps] == result.step_losses
     assert recorder.records == result.metrics
 
 
-def test_a_callback_can_stop_the_run_which_evaluates_and_checkpoints(text_file, tmp_path):
+def test_a_callback_can_stop_the_run_which_evaluates_and_checkpoints(tmp_path, tiny):
     recorder = Recorder(stop_at=6)
-    result = train(tiny(text_file, out_dir=str(tmp_path)), callbacks=[recorder])
+    result = train(tiny(out_dir=str(tmp_path)), callbacks=[recorder])
     assert [m["step"] for m in result.metrics] == [0, 4, 6]
     assert checkpoint.load(tmp_path).step == 6
 
 
-def test_any_language_model_trains_with_the_same_loop(text_file):
+def test_any_language_model_trains_with_the_same_loop(text_file, tiny):
     splits = load_splits(text_file)
     torch.manual_seed(0)
     bigram = BigramLanguageModel(splits.tokenizer.vocab_size)
-    result = train(tiny(text_file, max_iters=40, learning_rate=0.1), model=bigram, splits=splits)
+    result = train(tiny(max_iters=40, learning_rate=0.1), model=bigram, splits=splits)
     assert result.model is bigram and result.splits is splits
     assert result.metrics[-1]["val_loss"] < result.metrics[0]["val_loss"] - 0.3
     with pytest.raises(ConfigError, match="library's GPT only"):
-        train(tiny(text_file, out_dir="somewhere"), model=bigram)
+        train(tiny(out_dir="somewhere"), model=bigram)
 
 
-def test_the_result_keeps_the_splits(text_file):
-    result = train(tiny(text_file, max_iters=1))
+def test_the_result_keeps_the_splits(text_file, tiny):
+    result = train(tiny(max_iters=1))
     assert torch.equal(result.splits.val, load_splits(text_file).val)
 
 
