@@ -1,4 +1,6 @@
 import hashlib
+import io
+import re
 from pathlib import Path
 
 import pytest
@@ -81,6 +83,72 @@ def test_offline_without_mirror_says_which_file_from_where_and_how(tmp_path, fak
 def test_offline_with_mirror_lacking_the_file_names_the_mirror(tmp_path, fake_entry):
     with pytest.raises(DataError, match="mirror"):
         fetch("fake", data_dir=tmp_path / "cache", mirror=tmp_path)
+
+
+@pytest.fixture
+def mirror_with_file(tmp_path, fake_entry):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "fake.txt").write_bytes(CONTENT)
+    return mirror
+
+
+def unreadable(path: Path, error: OSError, after: bytes | None = None):
+    """A stand-in for `open` inside the data module: `path` fails (on opening, or after yielding `after`)."""
+
+    class FailingFile(io.BytesIO):
+        def read(self, size=-1):
+            if self.tell() >= len(after):
+                raise error
+            return super().read(size)
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if Path(file) != path:
+            return open(file, mode, *args, **kwargs)
+        if after is None:
+            raise error
+        return FailingFile(after)
+
+    return fake_open
+
+
+def test_unreadable_mirror_file_names_the_mirror_file_and_the_cause(tmp_path, mirror_with_file, monkeypatch):
+    # as root, permission bits do not stop a read: simulate what open() raises for an unreadable file
+    mirror_file = mirror_with_file / "fake.txt"
+    denied = PermissionError(13, "Permission denied", str(mirror_file))
+    monkeypatch.setattr(data, "open", unreadable(mirror_file, denied), raising=False)
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError) as err:
+        fetch("fake", data_dir=cache, mirror=mirror_with_file)
+    message = str(err.value)
+    assert f"cannot read the mirror copy {mirror_file} (Permission denied)" in message
+    assert "could not write" not in message and "\n" not in message
+    assert not cache.exists() or not any(cache.iterdir())
+
+
+def test_mirror_file_failing_midway_is_a_read_error_not_a_write_error(tmp_path, mirror_with_file, monkeypatch):
+    mirror_file = mirror_with_file / "fake.txt"
+    failing = unreadable(mirror_file, OSError(5, "Input/output error"), after=CONTENT[:10])
+    monkeypatch.setattr(data, "open", failing, raising=False)
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match=re.escape(f"cannot read the mirror copy {mirror_file} (Input/output error)")):
+        fetch("fake", data_dir=cache, mirror=mirror_with_file)
+    assert not any(cache.iterdir())  # the temporary file is gone
+
+
+def test_mirror_entry_that_is_a_folder_is_reported_not_skipped(tmp_path, fake_entry):
+    mirror = tmp_path / "mirror"
+    (mirror / "fake.txt").mkdir(parents=True)
+    message = f"cannot read the mirror copy {mirror / 'fake.txt'} (Is a directory)"
+    with pytest.raises(DataError, match=re.escape(message)):
+        fetch("fake", data_dir=tmp_path / "cache", mirror=mirror)
+
+
+def test_unwritable_cache_is_still_reported_as_such(tmp_path, mirror_with_file):
+    cache = tmp_path / "cache"
+    (cache / "fake.txt").mkdir(parents=True)  # a folder where the cached file should go
+    with pytest.raises(DataError, match=re.escape(f"cannot write {cache / 'fake.txt'}: it is a folder")):
+        fetch("fake", data_dir=cache, mirror=mirror_with_file)
 
 
 def test_unknown_name_lists_known_files():

@@ -97,13 +97,25 @@ def _atomic_copy_verified(source_chunks, target: Path, expected_sha256: str, ori
             )
 
 
+class _SourceFailed(Exception):
+    """Reading the source of a copy failed. Not an OSError on purpose: `atomic_write` reports OSErrors as
+    failures to write the file, and a file we cannot read must not be reported as one we cannot write."""
+
+
+class _DownloadFailed(_SourceFailed):
+    """The download failed (no network, an HTTP error, a connection reset midway)."""
+
+
+class _ReadFailed(_SourceFailed):
+    """A mirror copy could not be read (no permission, a folder in its place, an I/O error midway)."""
+
+
 def _read_file_chunks(path: Path):
-    with open(path, "rb") as f:
-        yield from iter(lambda: f.read(1 << 20), b"")
-
-
-class _DownloadFailed(Exception):
-    """Not an OSError on purpose: `atomic_write` reports OSErrors as failures to write the file."""
+    try:
+        with open(path, "rb") as f:
+            yield from iter(lambda: f.read(1 << 20), b"")
+    except OSError as e:
+        raise _ReadFailed(e.strerror or str(e)) from e
 
 
 def _download_chunks(url: str, label: str):
@@ -123,7 +135,8 @@ def fetch(name: str, data_dir: Path | str | None = None, mirror: Path | str | No
 
     Order: verified cached copy → mirror folder (`mirror` or $SCRATCHLM_DATA_MIRROR) → download.
     A cached file whose hash no longer matches is replaced. Raises `DataError` with one message that says
-    which file, from where, and how to provide it when every source fails.
+    which file, from where, and how to provide it when every source fails; a mirror copy that exists but
+    cannot be read is reported as such (not as a cache that cannot be written), and is not silently skipped.
     """
     if name not in REGISTRY:
         known = ", ".join(sorted(REGISTRY))
@@ -137,8 +150,14 @@ def fetch(name: str, data_dir: Path | str | None = None, mirror: Path | str | No
     mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV)
     if mirror:
         candidate = Path(mirror) / entry.filename
-        if candidate.is_file():
-            _atomic_copy_verified(_read_file_chunks(candidate), target, entry.sha256, f"mirror {candidate}")
+        if os.path.exists(candidate):  # a folder or an unreadable file in its place is reported, not skipped
+            try:
+                _atomic_copy_verified(_read_file_chunks(candidate), target, entry.sha256, f"mirror {candidate}")
+            except _ReadFailed as e:
+                raise DataError(
+                    f"cannot read the mirror copy {candidate} ({e}); nothing was cached in {target.parent}/. "
+                    f"Make it a readable file, or remove it to download {entry.filename} instead."
+                ) from None
             return target
 
     try:
