@@ -5,6 +5,7 @@ Equality with tiktoken (GPT-2 and GPT-4 ranks, and our own tokenizers exported) 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections import Counter
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scratchlm.cli import main
-from scratchlm.data import load_text
+from scratchlm.data import fetch, load_text
 from scratchlm.errors import TokenizerError
 from scratchlm.tokenizers import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, BPETokenizer, tokenizer_from_dict
 from scratchlm.tokenizers.bpe import count_chunks
@@ -159,6 +160,65 @@ def test_bad_special_tokens_and_patterns():
         BPETokenizer.train("text", 258, special_tokens={EOT: 5}, progress=False)
     with pytest.raises(TokenizerError, match="invalid split pattern"):
         BPETokenizer.train("text", 256, pattern="(unclosed", progress=False)
+
+
+# ------------------------------------------------------------------------------------------------ split patterns
+
+# Patterns that match every character, with and without capture groups; chunks are always whole matches.
+COVERING_PATTERNS = [
+    GPT2_SPLIT_PATTERN,
+    GPT4_SPLIT_PATTERN,
+    None,
+    r"(\w)\w*|\s+|[^\w\s]+",
+    r"(?:(\p{L})+)|(\p{N}{1,2})|(?P<rest>[\s\S])",
+    r"\w+|\W",
+]
+
+
+@pytest.fixture(scope="module", params=COVERING_PATTERNS, ids=lambda p: "none" if p is None else p[:20])
+def tok_with_pattern(request, shakespeare) -> BPETokenizer:
+    return BPETokenizer.train(shakespeare[:20_000], 300, request.param, [EOT], progress=False)
+
+
+def test_split_pattern_with_a_capture_group_loses_no_text():
+    # findall returns a pattern's groups instead of its matches: "hello world" used to decode to "hw" (one
+    # chunk per group: "h", "w", and the space, which the pattern does not match, dropped)
+    pattern = r"(\w)\w*|\s"
+    tok = BPETokenizer.train("hello world " * 20, 264, pattern, progress=False)
+    assert tok.decode(tok.encode("hello world")) == "hello world"
+    assert b"hello" in tok.ranks and b"world" in tok.ranks  # training, too, counts whole matches
+    assert count_chunks("hello world", regex.compile(pattern)) == {b"hello": 1, b" ": 1, b"world": 1}
+
+
+@pytest.mark.parametrize("pattern", [r"(\w)\w*", r"\w+", r"[a-z]+|!"])
+def test_split_pattern_that_leaves_text_unmatched_is_refused(pattern):
+    # tiktoken drops text its pattern does not match; a tokenizer here must give it back or refuse
+    message = r"matches no chunk at character 5 \(' world!'\).*must not drop text"
+    with pytest.raises(TokenizerError, match=message):
+        BPETokenizer.train("hello world!", 256, pattern, progress=False)
+    tok = BPETokenizer({bytes([b]): b for b in range(256)}, pattern)  # loading such a pattern is allowed...
+    with pytest.raises(TokenizerError, match=message):
+        tok.encode("hello world!")  # ...but encoding text it does not cover is not
+    assert tok.decode(tok.encode("hello")) == "hello"
+
+
+@PROPERTY
+@given(text=st.text())
+def test_decode_inverts_encode_for_every_pattern(tok_with_pattern, text):
+    ids = tok_with_pattern.encode(text, disallowed_special="none")
+    assert tok_with_pattern.decode(ids) == text
+
+
+@PROPERTY
+@given(text=st.text(), pattern=st.sampled_from([r"\w+", r"\w+|\s", r"[a-z ]+", r"(a)|(b)|\s", ""]))
+def test_a_pattern_that_does_not_cover_the_text_refuses_instead_of_dropping_it(text, pattern):
+    tok = BPETokenizer({bytes([b]): b for b in range(256)}, pattern)
+    try:
+        ids = tok.encode_ordinary(text)
+    except TokenizerError:
+        assert sum(len(m.group()) for m in regex.finditer(pattern, text)) < len(text)
+    else:
+        assert tok.decode(ids) == text
 
 
 def test_disallowed_special_token_is_a_clear_error(tok):
@@ -345,6 +405,138 @@ def test_malformed_tiktoken_file_names_the_line(tmp_path):
     path.write_text("IQ== 0\n")
     with pytest.raises(TokenizerError, match="lacks 255 single bytes"):
         BPETokenizer.from_tiktoken_file(path, GPT2_SPLIT_PATTERN)
+
+
+def write_rank_file(path, lines) -> None:
+    """A tiktoken rank file: the 256 single bytes with ranks 0..255, then `lines`."""
+    single_bytes = [f"{base64.b64encode(bytes([b])).decode()} {b}" for b in range(256)]
+    path.write_text("\n".join(single_bytes + lines) + "\n")
+
+
+def b64(token: bytes) -> str:
+    return base64.b64encode(token).decode()
+
+
+def test_tiktoken_file_with_a_missing_rank_is_refused(tmp_path):
+    path = tmp_path / "gap.tiktoken"
+    write_rank_file(path, [f"{b64(b'ab')} 256", f"{b64(b'abc')} 258"])
+    with pytest.raises(TokenizerError, match=r"gap\.tiktoken: the 258 ranks must be 0\.\.257, but rank 257 is missing"):
+        BPETokenizer.from_tiktoken_file(path, GPT2_SPLIT_PATTERN)
+    write_rank_file(path, [f"{b64(b'ab')} 100000000000000"])
+    with pytest.raises(TokenizerError, match=r"rank 256 is missing \(the largest is 100000000000000, on line 257\)"):
+        BPETokenizer.from_tiktoken_file(path, GPT2_SPLIT_PATTERN)
+    write_rank_file(path, [f"{b64(b'ab')} 256", f"{b64(b'abc')} 257"])  # in order or not, dense is fine
+    assert BPETokenizer.from_tiktoken_file(path, GPT2_SPLIT_PATTERN).vocab_size == 258
+
+
+def test_tiktoken_file_cut_in_half_is_refused_by_its_special_tokens(tmp_path):
+    # half of GPT-2's file is still ranks 0..n-1; its special token's id then lies far beyond the last rank
+    lines = fetch("r50k_base").read_bytes().splitlines()
+    path = tmp_path / "half.tiktoken"
+    path.write_bytes(b"\n".join(lines[: len(lines) // 2]) + b"\n")
+    message = f"{path}: special token '{EOT}' has id 50256, but special-token ids must lie below 26153"
+    with pytest.raises(TokenizerError, match=re.escape(message)):
+        BPETokenizer.from_tiktoken_file(path, GPT2_SPLIT_PATTERN, {EOT: 50256})
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (["", f"{b64(b'ab')} 256"], "line 257 is blank"),
+        (["   "], "line 257 is blank"),
+        ([f"{b64(b'ab')} 256", f"{b64(b'ab')} 257"], "line 258: token b'ab' already has rank 256"),
+        ([f"{b64(b'ab')} 256", f"{b64(b'cd')} 256"], "line 258: rank 256 is given to two tokens (also on line 257)"),
+        ([f"{b64(b'ab')} 7"], "line 257: rank 7 is given to two tokens (also on line 8)"),
+        (["YWJ 256"], "line 257: 'YWJ' is not base64"),
+        (["Y*Jj 256"], "line 257: 'Y*Jj' is not base64"),
+        ([f"{b64(b'ab')} -256"], "line 257: expected 'BASE64 RANK', got 'YWI= -256'"),
+        ([f"{b64(b'ab')} 1e14"], "line 257: expected 'BASE64 RANK'"),
+        ([f"{b64(b'ab')} 256 extra"], "line 257: expected 'BASE64 RANK'"),
+        ([f"{b64(b'ab')}"], "line 257: expected 'BASE64 RANK', got 'YWI='"),
+        ([f"{b64(b'ab')} {'9' * 5000}"], "line 257: expected 'BASE64 RANK', got 'YWI= 999"),
+    ],
+    ids=lambda value: value[:40] if isinstance(value, str) else None,
+)
+def test_malformed_tiktoken_line_is_refused_naming_file_and_line(tmp_path, lines, message):
+    path = tmp_path / "bad.tiktoken"
+    write_rank_file(path, lines)
+    with pytest.raises(TokenizerError, match=re.escape(f"{path}, {message}")):
+        BPETokenizer.from_tiktoken_file(path, GPT2_SPLIT_PATTERN)
+
+
+def test_empty_tiktoken_file_is_refused(tmp_path):
+    (tmp_path / "empty.tiktoken").write_text("")
+    with pytest.raises(TokenizerError, match=r"empty\.tiktoken holds no tokens"):
+        BPETokenizer.from_tiktoken_file(tmp_path / "empty.tiktoken", GPT2_SPLIT_PATTERN)
+
+
+BYTES = {bytes([b]): b for b in range(256)}
+
+
+@pytest.mark.parametrize(
+    ("special_tokens", "message"),
+    [
+        ({EOT: 10**8}, "has id 100000000, but special-token ids must lie below 1281"),
+        ({EOT: 10**25}, "has id 10000000000000000000000000, but special-token ids must lie below 1281"),
+        ({EOT: 1e8}, "needs a non-negative integer id, got 100000000.0"),
+        ({EOT: "256"}, "needs a non-negative integer id, got '256'"),
+        ({EOT: True}, "needs a non-negative integer id, got True"),
+        ({EOT: -1}, "needs a non-negative integer id, got -1"),
+        ({EOT: 65}, "has id 65, which is already b'A'"),
+        ({EOT: 256, "<pad>": 256}, "two special tokens have the same id"),
+        ({EOT: 256, "<pad>": 256 + 2 + 1024}, "'<pad>' has id 1282, but special-token ids must lie below 1282"),
+    ],
+)
+def test_special_token_ids_that_are_not_just_after_the_ranks_are_refused(special_tokens, message):
+    with pytest.raises(TokenizerError, match=re.escape(message)):
+        BPETokenizer(BYTES, GPT2_SPLIT_PATTERN, special_tokens)
+
+
+def test_special_token_ids_may_leave_gaps_like_cl100k_base():
+    # cl100k_base: 100256 ranks, specials 100257..100260 and 100276, so 100256 and 100261..100275 are unused
+    tok = BPETokenizer(BYTES, None, {EOT: 257, "<a>": 258, "<b>": 256 + 2 + 1023})
+    assert tok.vocab_size == 256 + 2 + 1024
+    assert tok.decode(tok.encode("x<b>", allowed_special="all")) == "x<b>"
+
+
+def test_special_token_ids_of_1e8_in_a_tokenizer_file_or_state_are_refused(tmp_path, tok):
+    lines = [*GOOD]
+    lines[4] = '100000000 "<s>"'
+    path = tmp_path / "huge.bpe"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TokenizerError, match=re.escape(f"{path}, line 5: special token '<s>' has id 100000000, but")):
+        BPETokenizer.load(path)
+    state = tok.to_dict()
+    for huge in (10**8, 1e25):
+        with pytest.raises(TokenizerError, match=re.escape(f"special token '{EOT}' ")):
+            BPETokenizer.from_dict({**state, "special_tokens": [[EOT, huge]]})
+        with pytest.raises(TokenizerError, match=re.escape(f"special token '{EOT}' ")):
+            tokenizer_from_dict({**state, "special_tokens": [[EOT, huge]]})
+
+
+@pytest.mark.parametrize(
+    ("line", "replacement", "message"),
+    [
+        (5, f'{"9" * 5000} "<s>"', "line 5: expected 'ID NAME' for a special token"),
+        (5, '\u00b2 "<s>"', "line 5: expected 'ID NAME' for a special token"),
+        (6, "merges \u0663", "line 6: expected 'merges N' with a count N"),
+        (7, f"97 {'9' * 5000}", "line 7: expected a merge 'A B'"),
+    ],
+    ids=["5000-digit id", "superscript two", "arabic-indic three", "5000-digit merge"],
+)
+def test_numbers_int_cannot_read_in_a_tokenizer_file_are_refused_naming_the_line(tmp_path, line, replacement, message):
+    # "²" is a digit to str.isdigit but not to int(); 5000 digits are over int()'s limit: both raised ValueError
+    lines = [*GOOD]
+    lines[line - 1] = replacement
+    path = tmp_path / "bad.bpe"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(TokenizerError, match=re.escape(message)):
+        BPETokenizer.load(path)
+
+
+def test_rank_tables_with_a_gap_are_refused():
+    with pytest.raises(TokenizerError, match=r"the 257 token ids must be 0\.\.256, but id 256 is missing"):
+        BPETokenizer({**BYTES, b"ab": 10**14}, None)
 
 
 # ------------------------------------------------------------------------------------------------ CLI

@@ -8,9 +8,13 @@ Encoding has three steps:
 
 The vocabulary is a rank table, token bytes -> id, exactly as in tiktoken. That is why the same class encodes
 with OpenAI's published GPT-2/GPT-4 ranks (`from_tiktoken_file`) and with the merges we learn (`train`), and
-why any of our tokenizers can be handed to tiktoken (`to_tiktoken`) and give the same ids. (One caveat:
-the split patterns use Unicode properties (letter, number); the `regex` package may know code points assigned in
-a newer Unicode version than tiktoken's engine does, and text with such characters can split differently.)
+why any of our tokenizers can be handed to tiktoken (`to_tiktoken`) and give the same ids. One exception: the
+split patterns use the Unicode properties letter (\\p{L}) and number (\\p{N}), and each regex engine has its
+own Unicode tables. A character that one engine's tables call a letter or number and the other's leave
+unassigned (it was added in a Unicode version only one of them knows) splits differently, and its text gets
+different ids. With regex 2026.5.9 (Unicode 17.0) and tiktoken 0.14.0 (Unicode 16.0) these are the 4,657
+characters new in Unicode 17.0, such as U+A7CE and CJK Extension J (U+323B0..U+33479); every other code point
+is split alike (tests/test_bpe_tiktoken.py sweeps them all).
 
 Decoding joins the bytes of the ids. Arbitrary ids need not form valid UTF-8 (a token can hold half of a
 character), so `decode` replaces invalid bytes with U+FFFD "\ufffd"; `decode_bytes` returns the raw bytes.
@@ -65,10 +69,13 @@ Merge = tuple[tuple[int, int], int]
 class BPETokenizer:
     """A byte-level BPE tokenizer: a rank table, an optional split pattern and optional special tokens.
 
-    `mergeable_ranks` maps every token's bytes to its id (all 256 single bytes must be there);
-    `pattern` is the pre-split regex (None: the whole text is one chunk); `special_tokens` maps names such
-    as "<|endoftext|>" to ids that no ordinary token uses. Build one with `train`, `load`,
-    `from_tiktoken_file` or `from_pretrained` rather than by hand.
+    `mergeable_ranks` maps every token's bytes to its id, the ids exactly 0..n-1 (all 256 single bytes must
+    be there); `pattern` is the pre-split regex (None: the whole text is one chunk; chunks are whole matches,
+    and a pattern must match every character of the text it encodes); `special_tokens` maps names such as
+    "<|endoftext|>" to ids after the ranks: integers from n on, leaving at most 1024 ids unused
+    (`bpe_files.special_id_problem`; cl100k_base leaves 16), so that `vocab_size` stays within 1024 of the
+    number of tokens. Build one with `train`, `load`, `from_tiktoken_file` or `from_pretrained` rather than
+    by hand.
 
     Attributes for inspection: `ranks` (token bytes -> id), `vocab` (id -> token bytes, special tokens
     excluded), `special_tokens` (name -> id), `pattern`, and the `merges` property.
@@ -87,6 +94,12 @@ class BPETokenizer:
         missing = [b for b in range(256) if bytes([b]) not in self.ranks]
         if missing:
             raise TokenizerError(f"the vocabulary lacks {len(missing)} single bytes (e.g. {missing[0]})")
+        if max(self.vocab) != len(self.vocab) - 1:  # distinct ids >= 0: dense exactly when the largest is n - 1
+            gap = next(i for i in range(len(self.vocab)) if i not in self.vocab)
+            raise TokenizerError(
+                f"the {len(self.vocab)} token ids must be 0..{len(self.vocab) - 1}, but id {gap} is missing "
+                f"(the largest is {max(self.vocab)})"
+            )
         self.special_tokens: dict[str, int] = dict(special_tokens or {})
         _check_special_tokens(self.special_tokens, self.vocab)
         self.pattern = pattern
@@ -149,8 +162,9 @@ class BPETokenizer:
         """Encode `text` with no special tokens: "<|endoftext|>" is just text here.
 
         Each distinct chunk is encoded once (in real text most chunks repeat), then the ids are looked up
-        chunk by chunk. Text the split pattern does not match is dropped, as in tiktoken (the patterns
-        provided match everything). Lone surrogates, which UTF-8 cannot encode, become U+FFFD.
+        chunk by chunk. Lone surrogates, which UTF-8 cannot encode, become U+FFFD. A split pattern that leaves
+        some of `text` unmatched raises `TokenizerError` (see `split_chunks`): tiktoken would silently drop
+        that text, so `decode(encode_ordinary(text)) == text` holds whenever this returns.
         """
         return self._encode_ordinary_texts([text])[0]
 
@@ -165,9 +179,7 @@ class BPETokenizer:
         return [list(chain.from_iterable(map(table.__getitem__, chunks))) for chunks in chunk_lists]
 
     def _split(self, text: str) -> list[str]:
-        if self._splitter is None:
-            return [text] if text else []
-        return self._splitter.findall(text)
+        return split_chunks(self._splitter, text)
 
     def _encode_chunk(self, data: bytes) -> list[int]:
         # A chunk that is itself a token is that token, even where the merges would not reach it: tiktoken
@@ -338,8 +350,17 @@ class BPETokenizer:
     def from_tiktoken_file(
         cls, path: str | Path, pattern: str | None, special_tokens: Mapping[str, int] | None = None
     ) -> BPETokenizer:
-        """Load a tiktoken rank file (`BASE64 RANK` per line), e.g. GPT-2's r50k_base.tiktoken."""
-        return cls(bpe_files.read_tiktoken_ranks(path), pattern, special_tokens)
+        """Load a tiktoken rank file (`BASE64 RANK` per line), e.g. GPT-2's r50k_base.tiktoken.
+
+        The ranks must be 0..n-1 (`bpe_files.read_tiktoken_ranks`) and the special tokens' ids must follow
+        them (`bpe_files.special_id_problem`); any problem raises `TokenizerError` naming the file.
+        """
+        _compile(pattern)  # a bad pattern is the caller's, not the file's: report it without the path
+        ranks = bpe_files.read_tiktoken_ranks(path)
+        try:
+            return cls(ranks, pattern, special_tokens)
+        except TokenizerError as e:
+            raise TokenizerError(f"{path}: {e}") from None
 
     @classmethod
     def from_pretrained(cls, name: str) -> BPETokenizer:
@@ -369,11 +390,37 @@ def count_chunks(text: str, splitter: regex.Pattern | None, special_tokens: Coll
     pieces = _special_regex(special_tokens).split(text) if special_tokens else [text]
     counts: Counter[str] = Counter()
     for piece in pieces:
-        if splitter is None:
-            counts[piece] += 1
-        else:
-            counts.update(splitter.findall(piece))
+        counts.update(split_chunks(splitter, piece))
     return {chunk.encode("utf-8"): count for chunk, count in counts.items() if chunk}
+
+
+def split_chunks(splitter: regex.Pattern | None, text: str) -> list[str]:
+    """The chunks of `text`: the whole matches of the split pattern, in order (None: the text is one chunk).
+
+    A chunk is always a whole match, never a capture group's text (`findall` would return the groups: with
+    `(\\w)\\w*`, "hello" would become "h"); tiktoken, too, uses whole matches. Every character must lie in
+    some match: a pattern that skips text (say `\\w+`, which skips spaces) raises `TokenizerError` naming the
+    first unmatched character, instead of dropping it as tiktoken does.
+    """
+    if splitter is None:
+        return [text] if text else []
+    chunks = [m.group() for m in splitter.finditer(text)] if splitter.groups else splitter.findall(text)
+    if sum(map(len, chunks)) != len(text):  # matches never overlap: equal lengths mean nothing was skipped
+        raise _unmatched_text_error(splitter, text)
+    return chunks
+
+
+def _unmatched_text_error(splitter: regex.Pattern, text: str) -> TokenizerError:
+    position = 0
+    for match in splitter.finditer(text):
+        if match.start() > position:
+            break
+        position = match.end()
+    return TokenizerError(
+        f"the split pattern {splitter.pattern[:60]!r} matches no chunk at character {position} "
+        f"({text[position : position + 20]!r}), and a tokenizer must not drop text; give a pattern that "
+        f"matches every character, e.g. by ending it with the alternative |[\\s\\S]"
+    )
 
 
 def _compile(pattern: str | None) -> regex.Pattern | None:
@@ -401,12 +448,13 @@ def _check_special_names(names: Sequence[str]) -> None:
 
 
 def _check_special_tokens(special_tokens: Mapping[str, int], vocab: Mapping[int, bytes]) -> None:
+    """Names non-empty and distinct; ids distinct and after the ranks (`bpe_files.special_id_problem`)."""
     _check_special_names(list(special_tokens))
     for name, token_id in special_tokens.items():
-        if not is_int(token_id) or token_id < 0:
-            raise TokenizerError(f"special token {name!r} needs a non-negative integer id, got {token_id!r}")
-        if token_id in vocab:
+        if is_int(token_id) and token_id in vocab:
             raise TokenizerError(f"special token {name!r} has id {token_id}, which is already {vocab[token_id]!r}")
+        if problem := bpe_files.special_id_problem(token_id, len(vocab), len(special_tokens)):
+            raise TokenizerError(f"special token {name!r} {problem}")
     if len(set(special_tokens.values())) != len(special_tokens):
         raise TokenizerError(f"two special tokens have the same id: {special_tokens}")
 

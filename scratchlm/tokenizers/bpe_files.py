@@ -15,12 +15,14 @@ Our format is meant to be read by a person. Example (a GPT-4-pattern tokenizer w
 - `pattern` is the pre-split regex as a JSON string, or `none` for no pre-splitting.
 - `bytes` gives the byte value of ids 0..255: `identity` (id b is byte b, as in our trained tokenizers) or
   256 numbers (GPT-2's ranks order the bytes differently).
-- `special N` is followed by N lines `ID NAME`, the name a JSON string.
+- `special N` is followed by N lines `ID NAME`, the name a JSON string; the ids come after the merges' and
+  leave at most 1024 ids unused (`special_id_problem`).
 - `merges N` is followed by N lines `A B`: line n makes token 256 + n from tokens A and B, both earlier.
 
 Every problem is reported as a `TokenizerError` that names the file and the line.
 
-tiktoken's files have one token per line: its bytes in base64, a space, its rank (which is its id).
+tiktoken's files have one token per line: its bytes in base64, a space, its rank (which is its id); the ranks
+are 0..n-1 (`read_tiktoken_ranks`).
 """
 
 from __future__ import annotations
@@ -36,11 +38,38 @@ import regex
 
 from scratchlm.errors import TokenizerError
 from scratchlm.files import atomic_write
+from scratchlm.options import is_int
 
 FORMAT = "scratchlm-bpe"
 VERSION = 1
 HEADER = f"{FORMAT} v{VERSION}"
 IDENTITY = list(range(256))
+
+# Special tokens take the ids after the ranks, with room for gaps (GPT-4's cl100k_base leaves 16 ids unused
+# among its five) but not for an id such as 10**8, whose vocab_size would make a model allocate an embedding
+# table of 10**8 rows.
+MAX_UNUSED_IDS = 1024
+
+
+def special_id_problem(token_id: object, n_ranks: int, n_specials: int) -> str | None:
+    """Why `token_id` cannot be a special token's id, or None if it can.
+
+    The rule: ranks are the ids 0..n_ranks-1; a special token's id is an integer from n_ranks up to, not
+    including, n_ranks + n_specials + MAX_UNUSED_IDS. So vocab_size (one more than the largest id) exceeds the
+    number of tokens by at most MAX_UNUSED_IDS = 1024 (GPT-2: 50257 ids, none unused; cl100k_base: 100277
+    ids, 16 unused; a model's embedding table has one row per id).
+    """
+    if not is_int(token_id) or token_id < 0:
+        return f"needs a non-negative integer id, got {token_id!r}"
+    if token_id < n_ranks:
+        return f"has id {token_id}, which is already an ordinary token's (the ranks are 0..{n_ranks - 1})"
+    limit = n_ranks + n_specials + MAX_UNUSED_IDS
+    if token_id >= limit:
+        return (
+            f"has id {token_id}, but special-token ids must lie below {limit}: they follow the {n_ranks} ranks "
+            f"and may leave at most {MAX_UNUSED_IDS} ids unused (vocab_size would be {token_id + 1})"
+        )
+    return None
 
 
 def ranks_from_merges(
@@ -111,7 +140,7 @@ class _Lines:
 
     def count(self, keyword: str) -> int:
         value = self.keyword(keyword)
-        if not value.isdigit():
+        if not _is_number(value):
             raise self.error(f"expected '{keyword} N' with a count N, got {value[:60]!r}")
         return int(value)
 
@@ -123,6 +152,11 @@ def _read_text(path: Path, what: str) -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise TokenizerError(f"{path} is not a {what}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def _is_number(text: str | bytes) -> bool:
+    """A non-negative integer in ASCII digits, at most 18 of them (int() of more is slow, or refused)."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 def _json_string(lines: _Lines, text: str, what: str) -> str:
@@ -137,7 +171,7 @@ def _json_string(lines: _Lines, text: str, what: str) -> str:
 
 def _int_fields(lines: _Lines, line: str, n: int, what: str) -> list[int]:
     fields = line.split()
-    if len(fields) != n or not all(f.isdigit() for f in fields):
+    if len(fields) != n or not all(map(_is_number, fields)):
         raise lines.error(f"expected {what}, got {line[:60]!r}")
     return [int(f) for f in fields]
 
@@ -171,7 +205,7 @@ def read_bpe_file(path: str | Path) -> tuple[dict[str, Any], int]:
     special_tokens, special_lines = [], []
     for _ in range(lines.count("special")):
         token_id, _, name_text = lines.next("a special token line 'ID NAME'").partition(" ")
-        if not token_id.isdigit():
+        if not _is_number(token_id):
             raise lines.error(f"expected 'ID NAME' for a special token, got {token_id[:60]!r}")
         name = _json_string(lines, name_text, "a special token's name")
         if not name or any(name == other or int(token_id) == i for other, i in special_tokens):
@@ -187,6 +221,8 @@ def read_bpe_file(path: str | Path) -> tuple[dict[str, Any], int]:
     for (name, token_id), number in zip(special_tokens, special_lines, strict=True):
         if token_id < 256 + n_merges:
             raise lines.error(f"special token {name!r} has id {token_id}, already a byte's or merge's", number)
+        if problem := special_id_problem(token_id, 256 + n_merges, len(special_tokens)):
+            raise lines.error(f"special token {name!r} {problem}", number)
     state = {
         "type": "bpe",
         "format": FORMAT,
@@ -200,32 +236,67 @@ def read_bpe_file(path: str | Path) -> tuple[dict[str, Any], int]:
 
 
 def read_tiktoken_ranks(path: str | Path) -> dict[bytes, int]:
-    """Read a tiktoken rank file: `BASE64 RANK` per line (blank lines are skipped, as tiktoken does)."""
+    """Read a tiktoken rank file: one `BASE64 RANK` line per token, the ranks exactly 0..n-1 (in any order).
+
+    Anything else raises `TokenizerError` naming the file and the line, or the gap: a blank line, a line that
+    is not two fields, a token that is not base64, a token or a rank given twice, a missing rank
+    (a rank file that lost lines, or a rank such as 10**14 far beyond the others). (tiktoken itself skips
+    blank lines and accepts any ranks.) A file cut short at the end of a line is still a valid rank file;
+    `fetch` checks the published ones against their sha256, and special-token ids far beyond the last rank
+    are refused (`special_id_problem`).
+    """
     path = Path(path)
     if not path.is_file():
         raise TokenizerError(f"no tiktoken rank file at {path}")
-    ranks: dict[bytes, int] = {}
-    seen_ranks: set[int] = set()
     with open(path, "rb") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            fields = line.split()
-            if len(fields) != 2 or not fields[1].isdigit():
-                shown = line[:60].decode("utf-8", "replace").rstrip()
-                raise TokenizerError(f"{path}, line {number}: expected 'BASE64 RANK', got {shown!r}")
-            try:
-                token = base64.b64decode(fields[0], validate=True)
-            except (binascii.Error, ValueError):
-                shown = fields[0][:60].decode("utf-8", "replace")
-                raise TokenizerError(f"{path}, line {number}: {shown!r} is not base64") from None
-            rank = int(fields[1])
-            if not token:
-                raise TokenizerError(f"{path}, line {number}: a token must have at least one byte")
-            if token in ranks:
-                raise TokenizerError(f"{path}, line {number}: token {token!r} already has rank {ranks[token]}")
-            if rank in seen_ranks:
-                raise TokenizerError(f"{path}, line {number}: rank {rank} is given to two tokens")
-            ranks[token] = rank
-            seen_ranks.add(rank)
+        lines = f.read().splitlines()
+    ranks: dict[bytes, int] = {}
+    for number, line in enumerate(lines, start=1):
+        fields = line.split()
+        try:
+            token, rank = base64.b64decode(fields[0], validate=True), int(fields[1])
+        except (IndexError, binascii.Error, ValueError):
+            token = b""
+        if not token or len(fields) != 2 or token in ranks or not _is_number(fields[1]):
+            raise _rank_line_error(path, number, fields, ranks)
+        ranks[token] = rank
+    if not ranks:
+        raise TokenizerError(f"{path} holds no tokens (an empty tiktoken rank file)")
+    if max(ranks.values()) != len(ranks) - 1 or len(set(ranks.values())) != len(ranks):
+        raise _rank_gap_error(path, lines)
     return ranks
+
+
+def _rank_line_error(path: Path, number: int, fields: list[bytes], ranks: dict[bytes, int]) -> TokenizerError:
+    """What is wrong with line `number` (split into `fields`) of a tiktoken rank file; earlier lines were fine."""
+    where = f"{path}, line {number}"
+    if not fields:
+        return TokenizerError(f"{where} is blank; a rank file has one 'BASE64 RANK' line per token")
+    if len(fields) != 2 or not _is_number(fields[1]):
+        shown = b" ".join(fields)[:60].decode("utf-8", "replace")
+        return TokenizerError(f"{where}: expected 'BASE64 RANK', got {shown!r}")
+    try:
+        token = base64.b64decode(fields[0], validate=True)
+    except (binascii.Error, ValueError):
+        return TokenizerError(f"{where}: {fields[0][:60].decode('utf-8', 'replace')!r} is not base64")
+    if token in ranks:
+        return TokenizerError(f"{where}: token {token!r} already has rank {ranks[token]}")
+    return TokenizerError(f"{where}: a token must have at least one byte")
+
+
+def _rank_gap_error(path: Path, lines: list[bytes]) -> TokenizerError:
+    """Name the rank given twice, or the first missing one, in a rank file whose lines are each well formed."""
+    line_of_rank: dict[int, int] = {}
+    for number, line in enumerate(lines, start=1):
+        rank = int(line.split()[1])
+        if rank in line_of_rank:
+            return TokenizerError(
+                f"{path}, line {number}: rank {rank} is given to two tokens (also on line {line_of_rank[rank]})"
+            )
+        line_of_rank[rank] = number
+    largest = max(line_of_rank)
+    missing = next(r for r in range(len(line_of_rank)) if r not in line_of_rank)
+    return TokenizerError(
+        f"{path}: the {len(line_of_rank)} ranks must be 0..{len(line_of_rank) - 1}, but rank {missing} is "
+        f"missing (the largest is {largest}, on line {line_of_rank[largest]})"
+    )
