@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from scratchlm.attention.causal import CausalSelfAttention
 from scratchlm.errors import ConfigError
+from scratchlm.layers import GELU, Linear
 from scratchlm.options import BOOL, POSITIVE_INT, check_options, number, one_of, option, optional
 from scratchlm.rope import rope_cache
 
@@ -113,10 +114,10 @@ class MLP(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         # GPT-2 uses the tanh approximation of GELU; matching it keeps the Hugging Face conversion exact.
-        self.gelu = nn.GELU(approximate="tanh")
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.gelu = GELU(approximate="tanh")
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,7 +177,7 @@ class GPT(nn.Module):
                 ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
             )
         )
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         # weight tying: the input embedding and the output projection share one (V, C) matrix
         self.lm_head.weight = self.transformer.wte.weight
         if config.pos_embedding == "rope":

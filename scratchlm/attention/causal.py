@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from scratchlm.layers import Linear
 from scratchlm.rope import apply_rope
 
 _SDPA_HAS_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)  # enable_gqa= is new in 2.5
@@ -67,8 +68,8 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         # [q | k | v] in one matrix: for n_kv_head == n_head this is GPT-2's c_attn, names and shape alike
         qkv_size = (config.n_head + 2 * config.kv_heads) * config.head_size
-        self.c_attn = nn.Linear(config.n_embd, qkv_size, bias=config.bias)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.c_attn = Linear(config.n_embd, qkv_size, bias=config.bias)
+        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(
