@@ -71,8 +71,10 @@ def main(argv: list[str] | None = None) -> None:
     dtype = getattr(torch, args.dtype)
     fns = methods(device, args.block_size)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, threads={threads}"
-    print(f"# causal attention, B={args.batch} H={args.heads} D={args.head_dim} {args.dtype}, {name}, "
-          f"torch {torch.__version__}; time = median of {args.repeats}, memory = peak extra bytes")
+    print(
+        f"# causal attention, B={args.batch} H={args.heads} D={args.head_dim} {args.dtype}, {name}, "
+        f"torch {torch.__version__}; time = median of {args.repeats}, memory = peak extra bytes"
+    )
     cols = list(fns)
     header = ["T"] + [f"{c} ms" for c in cols] + [f"{c} MiB" for c in cols]
     header += [f"{c}/naive t" for c in cols[1:]] + [f"{c}/naive mem" for c in cols[1:]]
@@ -98,6 +100,7 @@ def measure(
     times = {name: seconds(lambda f=f: f(*qkv), device, repeats) for name, f in fns.items()}
     mem = {name: peak_extra_memory(lambda f=f: f(*qkv), device)[1] for name, f in fns.items()}
     return times, mem
+
 
 if __name__ == "__main__":
     main()

@@ -41,8 +41,9 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:  # on Colab, install the course library from its repository
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "scratchlm @ git+https://github.com/scratchlm/scratchlm"])
+    subprocess.check_call(
+        [sys.executable, "-m", "pip", "install", "-q", "scratchlm @ git+https://github.com/scratchlm/scratchlm"]
+    )
 
 import torch
 
@@ -471,8 +472,10 @@ for _ in range(steps_mini):
 with torch.no_grad():
     mini_train = nll_from_counts(mini_table.weight.log_softmax(dim=-1), train_counts).item()
     mini_val = nll_from_counts(mini_table.weight.log_softmax(dim=-1), val_counts).item()
-print(f"minibatch {batch_size}x{block_size}, Adam lr={lr_mini} cosine, {steps_mini} steps: "
-      f"train NLL {mini_train:.4f}  val NLL {mini_val:.4f}  gap {mini_train - count_train:.4f} nats")
+print(
+    f"minibatch {batch_size}x{block_size}, Adam lr={lr_mini} cosine, {steps_mini} steps: "
+    f"train NLL {mini_train:.4f}  val NLL {mini_val:.4f}  gap {mini_train - count_train:.4f} nats"
+)
 assert -1e-4 < mini_train - count_train < 0.02
 
 # %% [markdown]
@@ -527,8 +530,10 @@ print(f"largest |gradient| at the trained table: {W.grad.abs().max():.1e}")
 learned = log_probs_full.exp()
 fig, axes = plt.subplots(1, 2, figsize=(14, 6.6), layout="constrained")
 norm = LogNorm(vmin=1e-7, vmax=1)
-for ax, probs_, title in [(axes[0], P, "counted: normalised counts (white = 0)"),
-                          (axes[1], learned, "learned: softmax of the logits table")]:
+for ax, probs_, title in [
+    (axes[0], P, "counted: normalised counts (white = 0)"),
+    (axes[1], learned, "learned: softmax of the logits table"),
+]:
     im = ax.imshow(probs_.numpy(), norm=norm, cmap="viridis")
     ax.set_xticks(range(V), labels, fontsize=6)
     ax.set_yticks(range(V), labels, fontsize=6)
@@ -547,8 +552,9 @@ plt.show()
 # %%
 nonzero = train_counts > 0
 fig, ax = plt.subplots(figsize=(5.8, 4.6))
-sc = ax.scatter(P[nonzero].numpy(), learned[nonzero].numpy(), c=train_counts[nonzero].numpy(), s=7,
-                norm=LogNorm(), cmap="plasma")
+sc = ax.scatter(
+    P[nonzero].numpy(), learned[nonzero].numpy(), c=train_counts[nonzero].numpy(), s=7, norm=LogNorm(), cmap="plasma"
+)
 ax.plot([1e-5, 1], [1e-5, 1], color="gray", lw=0.8, zorder=0)
 ax.set_xscale("log")
 ax.set_yscale("log")

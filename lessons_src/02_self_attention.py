@@ -37,8 +37,9 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:  # on Colab, install the course library from its repository
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "scratchlm @ git+https://github.com/scratchlm/scratchlm"])
+    subprocess.check_call(
+        [sys.executable, "-m", "pip", "install", "-q", "scratchlm @ git+https://github.com/scratchlm/scratchlm"]
+    )
 
 import torch
 
@@ -72,8 +73,10 @@ gen = set_seed(SEED)
 
 splits = load_splits("tinyshakespeare")  # lesson 01's steps: read, character tokenizer, encode, 90/10 split
 tokenizer, train_data, val_data = splits.tokenizer, splits.train, splits.val
-print(f"{len(train_data) + len(val_data):,} characters, vocabulary of {tokenizer.vocab_size}, "
-      f"{len(train_data):,} train / {len(val_data):,} val tokens")
+print(
+    f"{len(train_data) + len(val_data):,} characters, vocabulary of {tokenizer.vocab_size}, "
+    f"{len(train_data):,} train / {len(val_data):,} val tokens"
+)
 
 # %% [markdown]
 # ## 1 · The average of the past, three ways
@@ -238,8 +241,12 @@ ax2.axhline(1.0, color="k", ls=":", lw=1)
 ax2.axhline(1 / n_keys, color="k", ls=":", lw=1)
 ax2.text(head_sizes[0], 1 / n_keys + 0.02, "uniform (1/32)", fontsize=9)
 ax2.text(head_sizes[0], 0.95, "one-hot", fontsize=9, va="top")
-ax2.set(xlabel="head size d", ylabel="mean of the largest weight", ylim=(0, 1.05),
-        title=f"Softmax over {n_keys} keys saturates without scaling")
+ax2.set(
+    xlabel="head size d",
+    ylabel="mean of the largest weight",
+    ylim=(0, 1.05),
+    title=f"Softmax over {n_keys} keys saturates without scaling",
+)
 ax2.set_xticks(head_sizes, [str(d) for d in head_sizes])
 ax2.legend(loc="center right")
 plt.show()
@@ -410,8 +417,9 @@ def estimate_loss(model: nn.Module) -> dict[str, float]:
     losses = {}
     for name, split_data in (("train", train_data), ("val", val_data)):
         eval_gen = torch.Generator().manual_seed(SEED + 1)
-        batch_losses = [model(*get_batch(split_data, BLOCK_SIZE, BATCH_SIZE, eval_gen, device))[1].item()
-                        for _ in range(EVAL_ITERS)]
+        batch_losses = [
+            model(*get_batch(split_data, BLOCK_SIZE, BATCH_SIZE, eval_gen, device))[1].item() for _ in range(EVAL_ITERS)
+        ]
         losses[name] = sum(batch_losses) / EVAL_ITERS
     model.train()
     return losses
@@ -459,8 +467,12 @@ for (name, history), color in zip(histories.items(), ("tab:blue", "tab:orange"),
     steps = [h["step"] for h in history]
     ax.plot(steps, [h["train"] for h in history], color=color, ls="--", label=f"{name}, train")
     ax.plot(steps, [h["val"] for h in history], color=color, label=f"{name}, val")
-ax.set(xlabel="step", ylabel="cross-entropy (nats)", ylim=(2.0, 4.5),
-       title=f"Same budget: {MAX_STEPS} steps × {BATCH_SIZE} × {BLOCK_SIZE} tokens, AdamW, cosine lr")
+ax.set(
+    xlabel="step",
+    ylabel="cross-entropy (nats)",
+    ylim=(2.0, 4.5),
+    title=f"Same budget: {MAX_STEPS} steps × {BATCH_SIZE} × {BLOCK_SIZE} tokens, AdamW, cosine lr",
+)
 ax.legend()
 ax.grid(alpha=0.3)
 plt.show()
@@ -473,8 +485,10 @@ plt.show()
 
 # %%
 final = {name: history[-1] for name, history in histories.items()}
-print(f"device={device.type} mode={MODE} seed={SEED} steps={MAX_STEPS} batch={BATCH_SIZE} "
-      f"block={BLOCK_SIZE} lr={LEARNING_RATE} (cosine to lr/10), eval on {EVAL_ITERS} batches per split\n")
+print(
+    f"device={device.type} mode={MODE} seed={SEED} steps={MAX_STEPS} batch={BATCH_SIZE} "
+    f"block={BLOCK_SIZE} lr={LEARNING_RATE} (cosine to lr/10), eval on {EVAL_ITERS} batches per split\n"
+)
 print("| model       | parameters | train loss | val loss |")
 print("|-------------|-----------:|-----------:|---------:|")
 for name, model in (("bigram", bigram), ("single head", attention_lm)):

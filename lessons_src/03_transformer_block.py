@@ -40,8 +40,9 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:  # on Colab, install the course library from its repository
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "scratchlm @ git+https://github.com/scratchlm/scratchlm"])
+    subprocess.check_call(
+        [sys.executable, "-m", "pip", "install", "-q", "scratchlm @ git+https://github.com/scratchlm/scratchlm"]
+    )
 
 import torch
 
@@ -74,8 +75,10 @@ set_seed(SEED)
 
 splits = load_splits("tinyshakespeare")  # lesson 01's steps: read, character tokenizer, encode, 90/10 split
 tokenizer, train_data, val_data = splits.tokenizer, splits.train, splits.val
-print(f"{len(train_data) + len(val_data):,} characters, vocabulary of {tokenizer.vocab_size}, "
-      f"{len(train_data):,} train / {len(val_data):,} val tokens")
+print(
+    f"{len(train_data) + len(val_data):,} characters, vocabulary of {tokenizer.vocab_size}, "
+    f"{len(train_data):,} train / {len(val_data):,} val tokens"
+)
 
 # %% [markdown]
 # One configuration object, the library's `GPTConfig`, carries the sizes of every model in this lesson. The
@@ -181,11 +184,15 @@ print({name: tuple(p.shape) for name, p in fused.named_parameters()})
 
 # %%
 with torch.no_grad():
-    fused.c_attn.weight.copy_(torch.cat([
-        *[head.query.weight for head in mha.heads],  # each (hs, C)
-        *[head.key.weight for head in mha.heads],
-        *[head.value.weight for head in mha.heads],
-    ]))
+    fused.c_attn.weight.copy_(
+        torch.cat(
+            [
+                *[head.query.weight for head in mha.heads],  # each (hs, C)
+                *[head.key.weight for head in mha.heads],
+                *[head.value.weight for head in mha.heads],
+            ]
+        )
+    )
     fused.c_attn.bias.zero_()
     fused.c_proj.load_state_dict(mha.proj.state_dict())
 
@@ -201,9 +208,9 @@ torch.testing.assert_close(y_fused, y_separate)
 interleaved = FusedSelfAttention(config)
 interleaved.load_state_dict(fused.state_dict())
 with torch.no_grad():
-    interleaved.c_attn.weight.copy_(torch.cat(
-        [w for head in mha.heads for w in (head.query.weight, head.key.weight, head.value.weight)]
-    ))
+    interleaved.c_attn.weight.copy_(
+        torch.cat([w for head in mha.heads for w in (head.query.weight, head.key.weight, head.value.weight)])
+    )
     assert not torch.allclose(interleaved(x), y_separate)  # same numbers, wrong places: a different layer
 
 # %% [markdown]
@@ -290,7 +297,9 @@ ax.set(xlabel="x", ylabel="activation", title="GELU: a smooth ReLU", ylim=(-0.5,
 ax.legend()
 ax.grid(alpha=0.3)
 plt.show()
-print(f"largest gap between exact and tanh GELU on [-4, 4]: {(F.gelu(z) - F.gelu(z, approximate='tanh')).abs().max():.1e}")
+print(
+    f"largest gap between exact and tanh GELU on [-4, 4]: {(F.gelu(z) - F.gelu(z, approximate='tanh')).abs().max():.1e}"
+)
 
 # %% [markdown]
 # The two GELU curves are indistinguishable at this scale (the printed gap is below 10⁻³).
@@ -367,8 +376,10 @@ def lr_factor(step: int, steps: int, warmup: int) -> float:
 
 def block_grad_norms(model: GPT) -> list[float]:
     """The norm of each block's gradient (all its parameters as one vector), first block first."""
-    return [torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in block.parameters()])).item()
-            for block in model.transformer.h]
+    return [
+        torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in block.parameters()])).item()
+        for block in model.transformer.h
+    ]
 
 
 @torch.no_grad()
@@ -376,8 +387,9 @@ def val_loss(model: GPT) -> float:
     """Mean loss on the same EVAL_ITERS validation batches at every call."""
     eval_gen = torch.Generator().manual_seed(SEED + 1)
     model.eval()
-    losses = [model(*get_batch(val_data, BLOCK_SIZE, BATCH_SIZE, eval_gen, device))[1].item()
-              for _ in range(EVAL_ITERS)]
+    losses = [
+        model(*get_batch(val_data, BLOCK_SIZE, BATCH_SIZE, eval_gen, device))[1].item() for _ in range(EVAL_ITERS)
+    ]
     model.train()
     return sum(losses) / len(losses)
 
@@ -416,8 +428,9 @@ print(f"unigram entropy of the training text: {UNIGRAM:.3f} nats (uniform guess:
 
 # %%
 DEEP = pick(smoke=4, cpu=12)
-deep_config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=BLOCK_SIZE, n_layer=DEEP,
-                        n_head=N_HEAD, n_embd=N_EMBD)
+deep_config = GPTConfig(
+    vocab_size=tokenizer.vocab_size, block_size=BLOCK_SIZE, n_layer=DEEP, n_head=N_HEAD, n_embd=N_EMBD
+)
 residual_runs = {}
 deep_models = {}
 for name, block_class in (("with residuals", Block), ("without residuals", NoResidualBlock)):
@@ -486,16 +499,22 @@ def position_similarity(model: GPT, idx: torch.Tensor) -> float:
 
 probe_idx, _ = get_batch(val_data, BLOCK_SIZE, BATCH_SIZE, torch.Generator().manual_seed(SEED + 2), device)
 untrained = gpt_with(Block, deep_config)
-print(f"device={device.type} mode={MODE} seed={SEED} blocks={DEEP} n_embd={N_EMBD} steps={STEPS} "
-      f"batch={BATCH_SIZE}x{BLOCK_SIZE} lr={LEARNING_RATE} (cosine to lr/10, no warmup)\n")
+print(
+    f"device={device.type} mode={MODE} seed={SEED} blocks={DEEP} n_embd={N_EMBD} steps={STEPS} "
+    f"batch={BATCH_SIZE}x{BLOCK_SIZE} lr={LEARNING_RATE} (cosine to lr/10, no warmup)\n"
+)
 print("| model             | val loss | grad norm, first / last block (final step) | position similarity |")
 print("|-------------------|---------:|-------------------------------------------:|--------------------:|")
-print(f"| {'at initialisation':<17} | {val_loss(untrained):>8.3f} | {'':>42} | "
-      f"{position_similarity(untrained, probe_idx):>19.2f} |")
+print(
+    f"| {'at initialisation':<17} | {val_loss(untrained):>8.3f} | {'':>42} | "
+    f"{position_similarity(untrained, probe_idx):>19.2f} |"
+)
 for name, run in residual_runs.items():
     first, last = run["grad_norms"][-1][0], run["grad_norms"][-1][-1]
-    print(f"| {name:<17} | {run['val']:>8.3f} | {first:>20.1e} / {last:<19.1e} | "
-          f"{position_similarity(deep_models[name], probe_idx):>19.2f} |")
+    print(
+        f"| {name:<17} | {run['val']:>8.3f} | {first:>20.1e} / {last:<19.1e} | "
+        f"{position_similarity(deep_models[name], probe_idx):>19.2f} |"
+    )
 
 # %%
 res, plain = residual_runs["with residuals"], residual_runs["without residuals"]
@@ -567,8 +586,10 @@ torch.testing.assert_close(ours_ln.weight.grad, reference.weight.grad)
 normed = F.layer_norm(x_ln, (C,))  # gain 1, bias 0: the normalisation alone
 print(f"{'position':>8} | {'input mean':>10} | {'input std':>9} | {'output mean':>11} | {'output std':>10}")
 for t in (0, T // 2, T - 1):
-    print(f"{t:>8} | {x_ln[0, t].mean():>10.2f} | {x_ln[0, t].std(unbiased=False):>9.2f} | "
-          f"{normed[0, t].mean():>11.2f} | {normed[0, t].std(unbiased=False):>10.2f}")
+    print(
+        f"{t:>8} | {x_ln[0, t].mean():>10.2f} | {x_ln[0, t].std(unbiased=False):>9.2f} | "
+        f"{normed[0, t].mean():>11.2f} | {normed[0, t].std(unbiased=False):>10.2f}"
+    )
 torch.testing.assert_close(normed.mean(-1), torch.zeros(B, T, dtype=torch.float64))
 
 # %% [markdown]
@@ -603,8 +624,9 @@ class PostLNBlock(Block):
 
 DEPTH = pick(smoke=2, cpu=6)
 WARMUPS = (0, STEPS // 2)
-ln_config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=BLOCK_SIZE, n_layer=DEPTH,
-                      n_head=N_HEAD, n_embd=N_EMBD)
+ln_config = GPTConfig(
+    vocab_size=tokenizer.vocab_size, block_size=BLOCK_SIZE, n_layer=DEPTH, n_head=N_HEAD, n_embd=N_EMBD
+)
 ln_runs, ln_models, ln_styles = {}, {}, {}
 for warmup, line_style in zip(WARMUPS, ("-", "--"), strict=True):
     for wiring, block_class, color in (("Pre-LN", Block, "tab:blue"), ("Post-LN", PostLNBlock, "tab:red")):
@@ -616,13 +638,20 @@ for warmup, line_style in zip(WARMUPS, ("-", "--"), strict=True):
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")
 at_init = {wiring: ln_runs[f"{wiring}, no warmup"] for wiring in ("Pre-LN", "Post-LN")}  # same for every schedule
-plot_grad_norms(axes[0], at_init, 0, "Gradient per block at initialisation",
-                {wiring: {"color": ln_styles[f"{wiring}, no warmup"]["color"]} for wiring in at_init})
+plot_grad_norms(
+    axes[0],
+    at_init,
+    0,
+    "Gradient per block at initialisation",
+    {wiring: {"color": ln_styles[f"{wiring}, no warmup"]["color"]} for wiring in at_init},
+)
 plot_losses(axes[1], ln_runs, f"{DEPTH} blocks, peak lr {LEARNING_RATE}, {STEPS} steps", ln_styles)
 plt.show()
 
-print(f"device={device.type} mode={MODE} seed={SEED} blocks={DEPTH} n_embd={N_EMBD} steps={STEPS} "
-      f"batch={BATCH_SIZE}x{BLOCK_SIZE} peak lr={LEARNING_RATE}, cosine to lr/10\n")
+print(
+    f"device={device.type} mode={MODE} seed={SEED} blocks={DEPTH} n_embd={N_EMBD} steps={STEPS} "
+    f"batch={BATCH_SIZE}x{BLOCK_SIZE} peak lr={LEARNING_RATE}, cosine to lr/10\n"
+)
 print("| wiring, schedule        | val loss | position similarity | grad norm at init, per block |")
 print("|-------------------------|---------:|--------------------:|------------------------------|")
 for name, run in ln_runs.items():
@@ -686,8 +715,11 @@ drop = nn.Dropout(p=0.25)
 ones = torch.ones(10_000)
 drop.train()
 dropped = drop(ones)
-print("train mode: first values", [round(v, 3) for v in dropped[:8].tolist()],
-      f" fraction zeroed {(dropped == 0).float().mean():.3f}, mean {dropped.mean():.3f}")
+print(
+    "train mode: first values",
+    [round(v, 3) for v in dropped[:8].tolist()],
+    f" fraction zeroed {(dropped == 0).float().mean():.3f}, mean {dropped.mean():.3f}",
+)
 drop.eval()
 print("eval mode:  first values", drop(ones)[:8].tolist())
 assert torch.equal(drop(ones), ones)
@@ -742,8 +774,9 @@ class TransformerBlock(nn.Module):
 # mode really switches it off.
 
 # %%
-check_config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=BLOCK_SIZE, n_layer=2, n_head=N_HEAD,
-                         n_embd=N_EMBD, dropout=0.1)
+check_config = GPTConfig(
+    vocab_size=tokenizer.vocab_size, block_size=BLOCK_SIZE, n_layer=2, n_head=N_HEAD, n_embd=N_EMBD, dropout=0.1
+)
 torch.manual_seed(SEED)
 library_block = Block(check_config)
 for p in library_block.parameters():

@@ -42,8 +42,9 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:  # on Colab, install the course library from its repository
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "scratchlm @ git+https://github.com/scratchlm/scratchlm"])
+    subprocess.check_call(
+        [sys.executable, "-m", "pip", "install", "-q", "scratchlm @ git+https://github.com/scratchlm/scratchlm"]
+    )
 
 import torch
 
@@ -95,8 +96,10 @@ set_seed(SEED)
 splits = load_splits("tinyshakespeare")  # lesson 01's steps: read, character tokenizer, encode, 90/10 split
 tokenizer, train_data, val_data = splits.tokenizer, splits.train, splits.val
 V = tokenizer.vocab_size
-print(f"{len(train_data) + len(val_data):,} characters, vocabulary of {V}, "
-      f"{len(train_data):,} train / {len(val_data):,} val tokens")
+print(
+    f"{len(train_data) + len(val_data):,} characters, vocabulary of {V}, "
+    f"{len(train_data):,} train / {len(val_data):,} val tokens"
+)
 
 # %% [markdown]
 # ## 1 · From token ids to logits
@@ -115,8 +118,16 @@ idx = torch.tensor([tokenizer.encode("To be, or not")])  # (B=1, T=13)
 tok_emb = wte(idx)  # (1, 13, C)
 pos_emb = wpe(torch.arange(idx.shape[1]))  # (13, C), broadcast over the batch
 x = tok_emb + pos_emb
-print("ids", tuple(idx.shape), "-> token vectors", tuple(tok_emb.shape), "+ position vectors",
-      tuple(pos_emb.shape), "=", tuple(x.shape))
+print(
+    "ids",
+    tuple(idx.shape),
+    "-> token vectors",
+    tuple(tok_emb.shape),
+    "+ position vectors",
+    tuple(pos_emb.shape),
+    "=",
+    tuple(x.shape),
+)
 assert torch.equal(tok_emb[0, 1], tok_emb[0, 7])  # the two o's: the same token vector...
 assert not torch.allclose(x[0, 1], x[0, 7])  # ...but different inputs to the first block
 
@@ -158,13 +169,15 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
-        self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
-            drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
-        ))
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                wpe=nn.Embedding(config.block_size, config.n_embd),
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+            )
+        )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # weight tying: one (V, C) matrix in and out
         gpt2_init(self, config.n_layer)
@@ -235,8 +248,10 @@ for depth in DEPTHS:
     torch.manual_seed(SEED)
     scaled_model = GPT(depth_config)
     torch.manual_seed(SEED)
-    stream[depth] = {"scaled": residual_stds(scaled_model, x_batch),
-                     "unscaled": residual_stds(unscaled(GPT(depth_config)), x_batch)}
+    stream[depth] = {
+        "scaled": residual_stds(scaled_model, x_batch),
+        "unscaled": residual_stds(unscaled(GPT(depth_config)), x_batch),
+    }
 
 deepest = DEPTHS[-1]
 fig, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
@@ -244,10 +259,14 @@ for kind, color in (("unscaled", "tab:red"), ("scaled", "tab:blue")):
     label = "c_proj std 0.02" if kind == "unscaled" else "c_proj std 0.02 / √(2·n_layer)"
     axes[0].plot(stream[deepest][kind], "o-", ms=3, color=color, label=label)
     axes[1].plot(DEPTHS, [stream[d][kind][-1] for d in DEPTHS], "o-", color=color, label=label)
-axes[0].set(xlabel="blocks passed (0 = embeddings)", ylabel="std of the residual stream",
-            title=f"Inside one {deepest}-block model at initialisation")
-axes[1].set(xscale="log", xlabel="n_layer", ylabel="std of the stream entering ln_f",
-            title="At the top of the stack, by depth")
+axes[0].set(
+    xlabel="blocks passed (0 = embeddings)",
+    ylabel="std of the residual stream",
+    title=f"Inside one {deepest}-block model at initialisation",
+)
+axes[1].set(
+    xscale="log", xlabel="n_layer", ylabel="std of the stream entering ln_f", title="At the top of the stack, by depth"
+)
 axes[1].set_xticks(DEPTHS, [str(d) for d in DEPTHS])
 axes[1].minorticks_off()
 for ax in axes:
@@ -257,8 +276,10 @@ for ax in axes:
 plt.show()
 print("n_layer | stream std at the top: scaled / unscaled | embeddings alone")
 for depth in DEPTHS:
-    print(f"{depth:>7} | {stream[depth]['scaled'][-1]:>16.3f} / {stream[depth]['unscaled'][-1]:<15.3f} "
-          f"| {stream[depth]['scaled'][0]:.3f}")
+    print(
+        f"{depth:>7} | {stream[depth]['scaled'][-1]:>16.3f} / {stream[depth]['unscaled'][-1]:<15.3f} "
+        f"| {stream[depth]['scaled'][0]:.3f}"
+    )
 
 # %%
 tops = {kind: [stream[d][kind][-1] for d in DEPTHS] for kind in ("scaled", "unscaled")}
@@ -294,8 +315,10 @@ with torch.no_grad():
     ref_logits, ref_loss = reference(x_batch, y_batch)
 torch.testing.assert_close(ours_logits, ref_logits)
 torch.testing.assert_close(ours_loss, ref_loss)
-print(f"{len(ours.state_dict())} tensors, identical at initialisation; after randomising, "
-      f"logits agree and both losses are {ours_loss.item():.3f}")
+print(
+    f"{len(ours.state_dict())} tensors, identical at initialisation; after randomising, "
+    f"logits agree and both losses are {ours_loss.item():.3f}"
+)
 
 # %% [markdown]
 # Our `GPT` and `scratchlm.model.GPT` are the same model; from here on the lesson uses the library's, which
@@ -330,17 +353,21 @@ def parameter_formula(c: GPTConfig) -> dict[str, int]:
 # NBVAL_CHECK_OUTPUT
 sizes = {f'preset("{name}")': preset(name).model_config(V) for name in ("smoke", "cpu", "gpu")}
 sizes["GPT-2 124M"] = GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768)
-print(f"| {'model':<17} | {'V':>6} | {'T':>5} | {'L':>3} | {'C':>4} | {'embeddings':>12} | {'blocks':>12} "
-      f"| {'ln_f':>5} | {'total':>12} | {'untied':>12} |")
+print(
+    f"| {'model':<17} | {'V':>6} | {'T':>5} | {'L':>3} | {'C':>4} | {'embeddings':>12} | {'blocks':>12} "
+    f"| {'ln_f':>5} | {'total':>12} | {'untied':>12} |"
+)
 print(f"|{'-' * 19}|{'-' * 8}|{'-' * 7}|{'-' * 5}|{'-' * 6}|{'-' * 14}|{'-' * 14}|{'-' * 7}|{'-' * 14}|{'-' * 14}|")
 for name, c in sizes.items():
     parts = parameter_formula(c)
     with torch.device("meta"):
         counted = sum(p.numel() for p in GPT(c).parameters())  # a tied tensor is yielded once
     assert sum(parts.values()) == counted, (name, parts, counted)
-    print(f"| {name:<17} | {c.vocab_size:>6} | {c.block_size:>5} | {c.n_layer:>3} | {c.n_embd:>4} "
-          f"| {parts['embeddings']:>12,} | {parts['blocks']:>12,} | {parts['ln_f']:>5,} | {counted:>12,} "
-          f"| {counted + c.vocab_size * c.n_embd:>12,} |")
+    print(
+        f"| {name:<17} | {c.vocab_size:>6} | {c.block_size:>5} | {c.n_layer:>3} | {c.n_embd:>4} "
+        f"| {parts['embeddings']:>12,} | {parts['blocks']:>12,} | {parts['ln_f']:>5,} | {counted:>12,} "
+        f"| {counted + c.vocab_size * c.n_embd:>12,} |"
+    )
 
 # %% [markdown]
 # The formula and the modules agree for all four. The last column is what the model would have with a separate
@@ -373,8 +400,10 @@ N = model.num_parameters(non_embedding=True)
 flops = 6 * N + 12 * model_config.n_layer * model_config.block_size * model_config.n_embd
 assert flops == model.flops_per_token()
 print(f'preset("{RUN}"): {model_config}')
-print(f"N (without wpe) = {N:,}; FLOPs per token = 6N + 12·L·T·C = {6 * N:,} + "
-      f"{flops - 6 * N:,} = {flops / 1e6:.2f} MFLOP")
+print(
+    f"N (without wpe) = {N:,}; FLOPs per token = 6N + 12·L·T·C = {6 * N:,} + "
+    f"{flops - 6 * N:,} = {flops / 1e6:.2f} MFLOP"
+)
 
 # %% [markdown]
 # **MFU** (model FLOPs utilisation) divides the FLOP/s a training run achieves, `FLOPs per token × tokens/s`,
@@ -407,8 +436,9 @@ def time_training_steps(config: TrainConfig, steps: int, warmup: int = 2) -> tup
             synchronize()
             start = time.perf_counter()
         batch = get_batch(train_data, config.model.block_size, config.batch_size, batches, device)
-        result = train_step(net, optimizer, batch, lr=lr_at(step, config), grad_clip=config.grad_clip,
-                            autocast=autocast)
+        result = train_step(
+            net, optimizer, batch, lr=lr_at(step, config), grad_clip=config.grad_clip, autocast=autocast
+        )
         norms.append(result.grad_norm)  # the norm before clipping
     synchronize()
     seconds = time.perf_counter() - start
@@ -436,9 +466,13 @@ matmul_dtype = resolve_dtype(train_config.dtype, device) or torch.float32
 peak = matmul_flops_per_second(pick(smoke=512, cpu=1024, gpu=8192), matmul_dtype, repeats=pick(smoke=3, cpu=10, gpu=20))
 mfu = model.estimate_mfu(tokens_per_s, peak)
 load = f" load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-print(f"device={device.type} threads={torch.get_num_threads()}{load} preset={RUN} "
-      f"batch={train_config.batch_size}x{model_config.block_size} matmul dtype={str(matmul_dtype).removeprefix('torch.')}")
-print(f"training: {tokens_per_s:,.0f} tokens/s x {flops / 1e6:.2f} MFLOP/token = {tokens_per_s * flops / 1e9:.1f} GFLOP/s")
+print(
+    f"device={device.type} threads={torch.get_num_threads()}{load} preset={RUN} "
+    f"batch={train_config.batch_size}x{model_config.block_size} matmul dtype={str(matmul_dtype).removeprefix('torch.')}"
+)
+print(
+    f"training: {tokens_per_s:,.0f} tokens/s x {flops / 1e6:.2f} MFLOP/token = {tokens_per_s * flops / 1e9:.1f} GFLOP/s"
+)
 print(f"matmul estimate of the peak: {peak / 1e9:.1f} GFLOP/s  ->  MFU ≈ {mfu:.1%}")
 assert math.isfinite(mfu) and mfu > 0
 torch.testing.assert_close(mfu, flops * tokens_per_s / peak)
@@ -467,8 +501,10 @@ names = {id(p): re.sub(r"\.h\.\d+\.", ".h.*.", name) for name, p in ours.named_p
 groups = param_groups(ours, weight_decay=0.1)
 for group in groups:
     members = sorted({names[id(p)] for p in group["params"]})
-    print(f"weight_decay={group['weight_decay']}: {len(group['params'])} tensors, "
-          f"{sum(p.numel() for p in group['params']):,} parameters")
+    print(
+        f"weight_decay={group['weight_decay']}: {len(group['params'])} tensors, "
+        f"{sum(p.numel() for p in group['params']):,} parameters"
+    )
     for member in members:
         print(f"    {member}")
 assert sum(len(g["params"]) for g in groups) == len(list(ours.parameters()))  # each tensor once (wte is tied)
@@ -496,7 +532,7 @@ plt.show()
 peak_lr, eps = train_config.learning_rate, 1e-12  # eps: float rounding in min_lr + 1.0 * (lr - min_lr)
 assert math.isclose(lrs[train_config.warmup_iters - 1], peak_lr) and math.isclose(max(lrs), peak_lr)
 assert lrs[-1] == train_config.min_lr
-assert all(a >= b - eps for a, b in itertools.pairwise(lrs[train_config.warmup_iters - 1:]))  # then only down
+assert all(a >= b - eps for a, b in itertools.pairwise(lrs[train_config.warmup_iters - 1 :]))  # then only down
 
 # %% [markdown]
 # **Gradient clipping.** A single unlucky batch, or a step at a learning rate the model is not ready for, can
@@ -508,19 +544,25 @@ assert all(a >= b - eps for a, b in itertools.pairwise(lrs[train_config.warmup_i
 # norm:
 
 # %%
-print(f"gradient norms of the first {len(grad_norms)} training steps, before clipping "
-      f"(grad_clip={train_config.grad_clip}):", " ".join(f"{n:.2f}" for n in grad_norms))
+print(
+    f"gradient norms of the first {len(grad_norms)} training steps, before clipping "
+    f"(grad_clip={train_config.grad_clip}):",
+    " ".join(f"{n:.2f}" for n in grad_norms),
+)
 torch.manual_seed(SEED)
 probe = library.GPT(model_config)
-_, loss = probe(*get_batch(train_data, model_config.block_size, train_config.batch_size,
-                           torch.Generator().manual_seed(SEED)))
+_, loss = probe(
+    *get_batch(train_data, model_config.block_size, train_config.batch_size, torch.Generator().manual_seed(SEED))
+)
 loss.backward()
 before = torch.cat([p.grad.flatten() for p in probe.parameters()])
 max_norm = 0.5 * before.norm().item()  # half the current norm, so that this demonstration always clips
 returned = torch.nn.utils.clip_grad_norm_(probe.parameters(), max_norm)
 after = torch.cat([p.grad.flatten() for p in probe.parameters()])
-print(f"norm {returned:.3f} -> clipped to {after.norm():.3f}; "
-      f"cosine(before, after) = {F.cosine_similarity(before.double(), after.double(), dim=0):.4f}")
+print(
+    f"norm {returned:.3f} -> clipped to {after.norm():.3f}; "
+    f"cosine(before, after) = {F.cosine_similarity(before.double(), after.double(), dim=0):.4f}"
+)
 torch.testing.assert_close(returned, before.norm(), rtol=1e-4, atol=0)  # float32 sums in a different order
 torch.testing.assert_close(after, before * max_norm / before.norm(), rtol=1e-4, atol=1e-8)
 
@@ -559,9 +601,26 @@ torch.testing.assert_close(after, before * max_norm / before.norm(), rtol=1e-4, 
 
 # %%
 settings = {**vars(train_config.model), **vars(train_config)}  # the model's fields and the run's, by name
-print({k: settings[k] for k in (
-    "n_layer", "n_head", "n_embd", "block_size", "dropout", "batch_size", "max_iters", "learning_rate",
-    "min_lr", "warmup_iters", "weight_decay", "grad_clip", "eval_interval")})
+print(
+    {
+        k: settings[k]
+        for k in (
+            "n_layer",
+            "n_head",
+            "n_embd",
+            "block_size",
+            "dropout",
+            "batch_size",
+            "max_iters",
+            "learning_rate",
+            "min_lr",
+            "warmup_iters",
+            "weight_decay",
+            "grad_clip",
+            "eval_interval",
+        )
+    }
+)
 result = train(train_config)
 
 # %%
@@ -570,8 +629,13 @@ final = metrics[-1]
 fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
 window = max(1, len(result.step_losses) // 50)
 smoothed = torch.tensor(result.step_losses).unfold(0, window, 1).mean(dim=1)
-ax.plot(range(window - 1, len(result.step_losses)), smoothed, color="0.75", lw=1,
-        label=f"training batch loss ({window}-step average)")
+ax.plot(
+    range(window - 1, len(result.step_losses)),
+    smoothed,
+    color="0.75",
+    lw=1,
+    label=f"training batch loss ({window}-step average)",
+)
 ax.plot([m["step"] for m in metrics], [m["train_loss"] for m in metrics], "o-", label="train loss (eval)")
 ax.plot([m["step"] for m in metrics], [m["val_loss"] for m in metrics], "s-", label="val loss (eval)")
 ax.set(xlabel="step", ylabel="cross-entropy (nats per character)", title=f'train(preset("{RUN}"))')
@@ -579,11 +643,15 @@ ax.grid(alpha=0.3)
 ax.legend()
 plt.show()
 load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-print(f'final val loss {final["val_loss"]:.3f} (train {final["train_loss"]:.3f}) after {final["step"]} steps '
-      f'of preset("{RUN}"), {model.num_parameters():,} parameters, seed {train_config.seed}, '
-      f'{final["tokens"]:,} training tokens = {final["tokens"] / len(train_data):.2f} passes over the training text')
-print(f"device={device.type} threads={torch.get_num_threads()}{load}: {final['elapsed_s']:.0f} s wall time, "
-      f"{final['tokens_per_s']:,.0f} tokens/s in the last interval")
+print(
+    f"final val loss {final['val_loss']:.3f} (train {final['train_loss']:.3f}) after {final['step']} steps "
+    f'of preset("{RUN}"), {model.num_parameters():,} parameters, seed {train_config.seed}, '
+    f"{final['tokens']:,} training tokens = {final['tokens'] / len(train_data):.2f} passes over the training text"
+)
+print(
+    f"device={device.type} threads={torch.get_num_threads()}{load}: {final['elapsed_s']:.0f} s wall time, "
+    f"{final['tokens_per_s']:,.0f} tokens/s in the last interval"
+)
 
 # %% [markdown]
 # And the gradient norm of the trained model on a few training batches, to set against the norms of the first
@@ -592,14 +660,21 @@ print(f"device={device.type} threads={torch.get_num_threads()}{load}: {final['el
 # %%
 late_norms = []
 for batch in range(5):
-    net_x, net_y = get_batch(train_data, model_config.block_size, train_config.batch_size,
-                             torch.Generator().manual_seed(SEED + 10 + batch), device)
+    net_x, net_y = get_batch(
+        train_data,
+        model_config.block_size,
+        train_config.batch_size,
+        torch.Generator().manual_seed(SEED + 10 + batch),
+        device,
+    )
     _, loss = result.model(net_x, net_y)
     loss.backward()
     late_norms.append(torch.nn.utils.clip_grad_norm_(result.model.parameters(), float("inf")).item())  # measure only
     result.model.zero_grad(set_to_none=True)
-print(f"gradient norm after training: {' '.join(f'{n:.2f}' for n in late_norms)} "
-      f"(first steps: {' '.join(f'{n:.2f}' for n in grad_norms[:5])}; grad_clip={train_config.grad_clip})")
+print(
+    f"gradient norm after training: {' '.join(f'{n:.2f}' for n in late_norms)} "
+    f"(first steps: {' '.join(f'{n:.2f}' for n in grad_norms[:5])}; grad_clip={train_config.grad_clip})"
+)
 
 # %% [markdown]
 # The loss fell a long way, but the gradient norm need not: on batches of a few thousand tokens much of the
@@ -641,10 +716,14 @@ order = next_logits[0].argsort(descending=True)[:SHOWN]
 labels = ["␣" if c == " " else repr(c)[1:-1] for c in (tokenizer.decode([i]) for i in order.tolist())]
 panels = {
     "temperature": {f"T = {t}": F.softmax(next_logits / t, dim=-1) for t in (0.5, 1.0, 2.0)},
-    "top-k": {"T = 1": F.softmax(next_logits, dim=-1),
-              f"top_k = {TOP_K}": F.softmax(filter_logits(next_logits, top_k=TOP_K), dim=-1)},
-    "top-p": {"T = 1": F.softmax(next_logits, dim=-1),
-              f"top_p = {TOP_P}": F.softmax(filter_logits(next_logits, top_p=TOP_P), dim=-1)},
+    "top-k": {
+        "T = 1": F.softmax(next_logits, dim=-1),
+        f"top_k = {TOP_K}": F.softmax(filter_logits(next_logits, top_k=TOP_K), dim=-1),
+    },
+    "top-p": {
+        "T = 1": F.softmax(next_logits, dim=-1),
+        f"top_p = {TOP_P}": F.softmax(filter_logits(next_logits, top_p=TOP_P), dim=-1),
+    },
 }
 fig, axes = plt.subplots(1, 3, figsize=(16, 3.8), layout="constrained", sharey=True)
 for ax, (title, dists) in zip(axes, panels.items(), strict=True):
@@ -661,8 +740,10 @@ plt.show()
 probs = F.softmax(next_logits, dim=-1)[0]
 kept_k = torch.isfinite(filter_logits(next_logits, top_k=TOP_K))[0]
 kept_p = torch.isfinite(filter_logits(next_logits, top_p=TOP_P))[0]
-print(f"top_k={TOP_K} keeps {kept_k.sum().item()} characters ({probs[kept_k].sum():.0%} of the mass); "
-      f"top_p={TOP_P} keeps {kept_p.sum().item()} ({probs[kept_p].sum():.0%} of the mass)")
+print(
+    f"top_k={TOP_K} keeps {kept_k.sum().item()} characters ({probs[kept_k].sum():.0%} of the mass); "
+    f"top_p={TOP_P} keeps {kept_p.sum().item()} ({probs[kept_p].sum():.0%} of the mass)"
+)
 assert kept_k.sum() == TOP_K and set(kept_k.nonzero().flatten().tolist()) == set(order[:TOP_K].tolist())
 assert probs[kept_p].sum() >= TOP_P and probs[kept_p].sum() - probs[kept_p].min() < TOP_P  # the smallest such set
 
@@ -687,7 +768,7 @@ prompt_ids = torch.tensor(tokenizer.encode("ROMEO:\n"), device=device)
 NEW_TOKENS = pick(smoke=60, cpu=250, gpu=250)
 for name, kwargs in settings.items():
     out = generate(net, prompt_ids, max_new_tokens=NEW_TOKENS, seed=SEED, **kwargs)
-    sample = tokenizer.decode(out[len(prompt_ids):].tolist())
+    sample = tokenizer.decode(out[len(prompt_ids) :].tolist())
     words = re.findall(r"[A-Za-z']+", sample)
     real = sum(w in known_words for w in words) / max(1, len(words))
     print(f"--- {name}: {real:.0%} of {len(words)} words are in the training text ---\nROMEO:\n{sample}\n")
@@ -727,8 +808,10 @@ assert restored_tokenizer.encode(train_text[:1000]) == tokenizer.encode(train_te
 weights_only = checkpoint.save(Path(OUT_DIR) / "weights-only.pt", net, tokenizer=tokenizer)
 sampler, sampler_tokenizer = checkpoint.load_model(weights_only, device)
 full_mb, small_mb = ckpt.path.stat().st_size / 1e6, weights_only.stat().st_size / 1e6
-print(f"training checkpoint {full_mb:.2f} MB, weights only {small_mb:.2f} MB ({full_mb / small_mb:.1f}x: "
-      "AdamW keeps two moments per parameter)")
+print(
+    f"training checkpoint {full_mb:.2f} MB, weights only {small_mb:.2f} MB ({full_mb / small_mb:.1f}x: "
+    "AdamW keeps two moments per parameter)"
+)
 assert torch.equal(generate(sampler, prompt_ids, 30, seed=SEED), generate(net, prompt_ids, 30, seed=SEED))
 
 # %% [markdown]
@@ -743,8 +826,14 @@ assert torch.equal(generate(sampler, prompt_ids, 30, seed=SEED), generate(net, p
 
 # %%
 MORE_STEPS = pick(smoke=20, cpu=250, gpu=500)
-resume_config = preset(RUN, out_dir=OUT_DIR, resume=True, max_iters=train_config.max_iters + MORE_STEPS,
-                       lr_decay_iters=train_config.decay_iters, min_lr=train_config.learning_rate / 20)
+resume_config = preset(
+    RUN,
+    out_dir=OUT_DIR,
+    resume=True,
+    max_iters=train_config.max_iters + MORE_STEPS,
+    lr_decay_iters=train_config.decay_iters,
+    min_lr=train_config.learning_rate / 20,
+)
 resumed = train(resume_config)
 print(f"{'step':>6} | {'train':>6} | {'val':>6} | {'lr':>8} |")
 for m in resumed.metrics[-4:]:
@@ -754,7 +843,7 @@ for m in resumed.metrics[-4:]:
 # %%
 assert resumed.metrics[: len(metrics)] == metrics, "the old records come back from the checkpoint unchanged"
 assert resumed.metrics[-1]["step"] == train_config.max_iters + MORE_STEPS
-assert all(m["lr"] == resume_config.min_lr for m in resumed.metrics[len(metrics):])
+assert all(m["lr"] == resume_config.min_lr for m in resumed.metrics[len(metrics) :])
 assert len(resumed.step_losses) == train_config.max_iters + MORE_STEPS
 
 # %% [markdown]
@@ -820,11 +909,15 @@ if have_transformers and MODE != "smoke":
         with torch.no_grad():
             torch.testing.assert_close(our_gpt2(start[None])[0], gpt2(start[None])[0])
         out = generate(our_gpt2, start, max_new_tokens=30, top_k=50, seed=SEED)
-        print(f"GPT-2 124M ({our_gpt2.config.n_layer} layers, {gpt2.num_parameters():,} parameters) "
-              f"in the lesson's GPT class:\n{bpe.decode(out.tolist())}")
+        print(
+            f"GPT-2 124M ({our_gpt2.config.n_layer} layers, {gpt2.num_parameters():,} parameters) "
+            f"in the lesson's GPT class:\n{bpe.decode(out.tolist())}"
+        )
     except Exception as error:  # offline, no cache, or the download failed
-        print(f"GPT-2 weights not available here ({type(error).__name__}); skipped. Online, this cell "
-              "downloads about 550 MB from huggingface.co.")
+        print(
+            f"GPT-2 weights not available here ({type(error).__name__}); skipped. Online, this cell "
+            "downloads about 550 MB from huggingface.co."
+        )
 else:
     print("skipped in smoke mode" if MODE == "smoke" else "skipped: `transformers` is not installed")
 

@@ -45,8 +45,9 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:  # on Colab, install the course library from its repository
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "scratchlm @ git+https://github.com/scratchlm/scratchlm"])
+    subprocess.check_call(
+        [sys.executable, "-m", "pip", "install", "-q", "scratchlm @ git+https://github.com/scratchlm/scratchlm"]
+    )
 
 import torch
 
@@ -136,8 +137,10 @@ text = load_text("tinyshakespeare")
 n_train = int(len(text) * 0.9)  # the same 90/10 contiguous split as lessons 01-02
 train_text = text[:n_train][:TRAIN_CHARS]
 val_text = text[n_train:]
-print(f"{len(text):,} characters = {len(text.encode('utf-8')):,} bytes; "
-      f"training on {len(train_text):,}, validating on {len(val_text):,}")
+print(
+    f"{len(text):,} characters = {len(text.encode('utf-8')):,} bytes; "
+    f"training on {len(train_text):,}, validating on {len(val_text):,}"
+)
 
 # %% [markdown]
 # With 256 byte tokens the whole play is a million tokens long. BPE shortens it by teaching the tokenizer
@@ -207,8 +210,10 @@ for new_id in range(256, 262):
     vocab[new_id] = vocab[pair[0]] + vocab[pair[1]]
     ids = merge_pair(ids, pair, new_id)
     toy_merges.append((pair, new_id))
-    print(f"{pair} -> {new_id} {vocab[new_id]!r:8} x{counts[pair]}  {len(ids):2} tokens  "
-          f"{render([vocab[i] for i in ids])}")
+    print(
+        f"{pair} -> {new_id} {vocab[new_id]!r:8} x{counts[pair]}  {len(ids):2} tokens  "
+        f"{render([vocab[i] for i in ids])}"
+    )
 
 # %% [markdown]
 # Each merge shortens the sequence by the number of times its pair occurred, and new tokens are built from
@@ -297,8 +302,10 @@ for merge in tqdm(islice(naive_merges(naive_text), NAIVE_VOCAB - 256), total=NAI
 naive_vocab = {i: bytes([i]) for i in range(256)}
 for (a, b), new_id in naive_result:
     naive_vocab[new_id] = naive_vocab[a] + naive_vocab[b]
-print(f"{len(naive_text):,} characters, {len(naive_result)} merges in {naive_times[-1]:.1f} s "
-      f"({1000 * naive_times[-1] / len(naive_result):.0f} ms per merge; {MACHINE})")
+print(
+    f"{len(naive_text):,} characters, {len(naive_result)} merges in {naive_times[-1]:.1f} s "
+    f"({1000 * naive_times[-1] / len(naive_result):.0f} ms per merge; {MACHINE})"
+)
 print("first ten:", render([naive_vocab[256 + i] for i in range(10)]))
 
 # %% [markdown]
@@ -312,8 +319,10 @@ print("first ten:", render([naive_vocab[256 + i] for i in range(10)]))
 # %%
 library_tok = BPETokenizer.train(naive_text, NAIVE_VOCAB, progress=False)
 assert library_tok.merges == naive_result
-print(f"identical: {len(naive_result)} merges; the library's last one is {library_tok.merges[-1]} "
-      f"= {library_tok.vocab[NAIVE_VOCAB - 1]!r}")
+print(
+    f"identical: {len(naive_result)} merges; the library's last one is {library_tok.merges[-1]} "
+    f"= {library_tok.vocab[NAIVE_VOCAB - 1]!r}"
+)
 
 # %% [markdown]
 # ### The incremental trainer
@@ -352,8 +361,10 @@ after = learner.counts
 for p in sorted(before.keys() | after.keys()):
     if before.get(p) != after.get(p):
         print(f"  {p!s:18} {before.get(p, '-')!s:>3} -> {after.get(p, '-')}")
-print(f"{len(before) - len(after.keys() & before.keys())} pairs gone, {len(after.keys() - before.keys())} new, "
-      f"{sum(before.get(p) == after.get(p) for p in after)} untouched")
+print(
+    f"{len(before) - len(after.keys() & before.keys())} pairs gone, {len(after.keys() - before.keys())} new, "
+    f"{sum(before.get(p) == after.get(p) for p in after)} untouched"
+)
 
 # %% [markdown]
 # The pair `(␣, t)` has a weight of 78 but only five positions, one per unique chunk, so the merge did five small
@@ -390,11 +401,15 @@ full_text = text[: pick(smoke=200_000, cpu=None)]
 inc_slice_times, slice_pairs = incremental_times(naive_text, NAIVE_VOCAB)
 inc_full_times, _ = incremental_times(full_text, FULL_VOCAB)
 assert [library_tok.vocab[i] for i in range(256, NAIVE_VOCAB)] == [a + b for a, b in slice_pairs]
-print(f"{len(naive_text):,} characters to vocab {NAIVE_VOCAB}: simple {naive_times[-1]:.2f} s, "
-      f"incremental {inc_slice_times[-1]:.3f} s ({naive_times[-1] / inc_slice_times[-1]:.0f}x faster)")
-print(f"{len(full_text):,} characters to vocab {FULL_VOCAB}: incremental {inc_full_times[-1]:.2f} s, the time of "
-      f"{inc_full_times[-1] / (naive_times[-1] / len(naive_times)):.0f} simple merges on {len(naive_text):,} characters "
-      f"({MACHINE})")
+print(
+    f"{len(naive_text):,} characters to vocab {NAIVE_VOCAB}: simple {naive_times[-1]:.2f} s, "
+    f"incremental {inc_slice_times[-1]:.3f} s ({naive_times[-1] / inc_slice_times[-1]:.0f}x faster)"
+)
+print(
+    f"{len(full_text):,} characters to vocab {FULL_VOCAB}: incremental {inc_full_times[-1]:.2f} s, the time of "
+    f"{inc_full_times[-1] / (naive_times[-1] / len(naive_times)):.0f} simple merges on {len(naive_text):,} characters "
+    f"({MACHINE})"
+)
 
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
@@ -582,8 +597,7 @@ texts = {
         "einen Kaffee und lesen die Zeitung. Übermorgen beginnt das Wintersemester an der Universität."
     ),
     "Chinese": (
-        "今天的天气很好，我们一起去公园散步吧。学习一门新的语言需要耐心和时间。"
-        "这家书店的书很多，我每个星期都来看看。"
+        "今天的天气很好，我们一起去公园散步吧。学习一门新的语言需要耐心和时间。这家书店的书很多，我每个星期都来看看。"
     ),
     "Arabic": (
         "ذهبت إلى السوق صباح اليوم واشتريت خبزا وفاكهة. القراءة غذاء العقل، "
@@ -619,10 +633,14 @@ for name, t in texts.items():
 # %%
 train_ids = tok4096.encode(train_text)
 usage = np.bincount(train_ids, minlength=4096)
-print(f"{len(train_text.encode('utf-8')):,} bytes -> {len(train_ids):,} tokens "
-      f"({len(train_text.encode('utf-8')) / len(train_ids):.2f} bytes per token)")
-print(f"never used: {(usage[:256] == 0).sum()} of the 256 byte tokens, {(usage[256:] == 0).sum()} of the "
-      f"{4096 - 256} learned tokens")
+print(
+    f"{len(train_text.encode('utf-8')):,} bytes -> {len(train_ids):,} tokens "
+    f"({len(train_text.encode('utf-8')) / len(train_ids):.2f} bytes per token)"
+)
+print(
+    f"never used: {(usage[:256] == 0).sum()} of the 256 byte tokens, {(usage[256:] == 0).sum()} of the "
+    f"{4096 - 256} learned tokens"
+)
 unused = [i for i in range(256, 4096) if usage[i] == 0]
 for i in unused[:6]:
     part = tok4096.vocab[i]
@@ -649,8 +667,13 @@ ax1.set_title("Rank-frequency of our 4,096 tokens")
 ax1.legend()
 bins = np.arange(1, lengths.max() + 2) - 0.5
 ax2.hist(lengths, bins=bins, alpha=0.6, label="vocabulary (each token once)")
-ax2.hist(lengths, bins=bins, weights=usage * len(tok4096.vocab) / usage.sum(), alpha=0.6,
-         label="usage (weighted, same total)")
+ax2.hist(
+    lengths,
+    bins=bins,
+    weights=usage * len(tok4096.vocab) / usage.sum(),
+    alpha=0.6,
+    label="usage (weighted, same total)",
+)
 ax2.set_xlabel("token length in bytes")
 ax2.set_ylabel("tokens")
 ax2.set_title("Token lengths")
@@ -787,8 +810,12 @@ hard_strings = [
 # %%
 if tiktoken is not None:
     for name, tok in [("r50k_base", gpt2), ("cl100k_base", gpt4)]:
-        reference = tiktoken.Encoding(name, pat_str=tok.pattern, mergeable_ranks=load_tiktoken_bpe(str(fetch(name))),
-                                      special_tokens=tok.special_tokens)
+        reference = tiktoken.Encoding(
+            name,
+            pat_str=tok.pattern,
+            mergeable_ranks=load_tiktoken_bpe(str(fetch(name))),
+            special_tokens=tok.special_tokens,
+        )
         assert tok.encode(val_text) == reference.encode_ordinary(val_text)
         for s in hard_strings:
             assert tok.encode(s, disallowed_special="none") == reference.encode(s, disallowed_special=())

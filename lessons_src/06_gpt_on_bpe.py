@@ -40,8 +40,9 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:  # on Colab, install the course library from its repository
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "scratchlm @ git+https://github.com/scratchlm/scratchlm"])
+    subprocess.check_call(
+        [sys.executable, "-m", "pip", "install", "-q", "scratchlm @ git+https://github.com/scratchlm/scratchlm"]
+    )
 
 import torch
 
@@ -107,10 +108,12 @@ BASE = TrainConfig.preset(
 MACHINE = f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 if hasattr(os, "getloadavg"):
     MACHINE += f", load average {os.getloadavg()[0]:.1f} at the start"
-print(f"{BASE.model.n_layer} layers, {BASE.model.n_head} heads, n_embd={BASE.model.n_embd}, "
-      f"block_size={BASE.model.block_size}, "
-      f"batch_size={BASE.batch_size}, {BASE.max_iters} steps, lr {BASE.learning_rate:g} -> {BASE.min_lr:g}, "
-      f"seeds {SEEDS}\n{device.type}: {MACHINE}")
+print(
+    f"{BASE.model.n_layer} layers, {BASE.model.n_head} heads, n_embd={BASE.model.n_embd}, "
+    f"block_size={BASE.model.block_size}, "
+    f"batch_size={BASE.batch_size}, {BASE.max_iters} steps, lr {BASE.learning_rate:g} -> {BASE.min_lr:g}, "
+    f"seeds {SEEDS}\n{device.type}: {MACHINE}"
+)
 
 # %% [markdown]
 # ## 1 · Tokenizers that never see the validation text
@@ -123,8 +126,9 @@ print(f"{BASE.model.n_layer} layers, {BASE.model.n_head} heads, n_embd={BASE.mod
 text = load_text(DATA)
 n_train = int(len(text) * (1 - BASE.val_fraction))
 train_text = text[:n_train]
-print(f"{len(text):,} characters = {len(text.encode('utf-8')):,} bytes; "
-      f"the tokenizers learn from the first {n_train:,}")
+print(
+    f"{len(text):,} characters = {len(text.encode('utf-8')):,} bytes; the tokenizers learn from the first {n_train:,}"
+)
 
 # %% [markdown]
 # One BPE tokenizer per vocabulary size, trained with GPT-4's split pattern (the default), saved to a file:
@@ -163,8 +167,10 @@ for name, tok in tqdm(tokenizers.items(), desc="encoding the text"):
     train_end[name] = len(tok.decode(train_ids.tolist()))  # characters covered by the training tokens
 print(f"{'':9} {'tokens':>9} {'training':>9}  training tokens end at character  (past the tokenizers' text by)")
 for name in tokenizers:
-    print(f"{name:9} {len(ids_of[name]):9,} {int(len(ids_of[name]) * (1 - BASE.val_fraction)):9,}  "
-          f"{train_end[name]:33,}  ({train_end[name] - n_train:+,})")
+    print(
+        f"{name:9} {len(ids_of[name]):9,} {int(len(ids_of[name]) * (1 - BASE.val_fraction)):9,}  "
+        f"{train_end[name]:33,}  ({train_end[name] - n_train:+,})"
+    )
 
 # %% [markdown]
 # The BPE models train on a little of the text their tokenizer never saw, the larger vocabularies on more of it.
@@ -177,8 +183,10 @@ for name in tokenizers:
 held_start = text.index("\n", max(train_end.values())) + 1
 held_out = text[held_start:]
 assert held_start >= n_train and all(end <= held_start for end in train_end.values())
-print(f"held-out text: characters {held_start:,} to {len(text):,}, {len(held_out.encode('utf-8')):,} bytes, "
-      f"beginning {held_out[:60]!r}")
+print(
+    f"held-out text: characters {held_start:,} to {len(text):,}, {len(held_out.encode('utf-8')):,} bytes, "
+    f"beginning {held_out[:60]!r}"
+)
 
 # %% [markdown]
 # Each tokenizer encodes the held-out text on its own. To count bytes we need the number of bytes each id
@@ -201,8 +209,10 @@ for name, tok in tokenizers.items():
     assert bytes_of[name][held_ids[name]].sum() == n_held_bytes  # every byte in exactly one token
     assert tok.decode(held_ids[name].tolist()) == held_out
     train_ids, _ = split(ids_of[name], BASE.val_fraction)
-    print(f"{name:9} {tok.vocab_size:6} {len(held_ids[name]):16,} "
-          f"{bytes_of[name][train_ids].sum() / len(train_ids):28.2f} {n_held_bytes / len(held_ids[name]):11.2f}")
+    print(
+        f"{name:9} {tok.vocab_size:6} {len(held_ids[name]):16,} "
+        f"{bytes_of[name][train_ids].sum() / len(train_ids):28.2f} {n_held_bytes / len(held_ids[name]):11.2f}"
+    )
 
 # %% [markdown]
 # Bigger vocabularies make longer tokens, and every tokenizer compresses the held-out text less well than the
@@ -232,8 +242,10 @@ for name, tok in tokenizers.items():
 print(f"{'':9} {'vocab':>6} {'ln V (nats/token)':>18} {'bits per byte':>14}")
 for name, tok in tokenizers.items():
     uniform_nats = math.log(tok.vocab_size)
-    print(f"{name:9} {tok.vocab_size:6} {uniform_nats:18.2f} "
-          f"{uniform_nats * len(held_ids[name]) / (n_held_bytes * math.log(2)):14.2f}")
+    print(
+        f"{name:9} {tok.vocab_size:6} {uniform_nats:18.2f} "
+        f"{uniform_nats * len(held_ids[name]) / (n_held_bytes * math.log(2)):14.2f}"
+    )
 
 # %% [markdown]
 # For characters, one byte each in this ASCII play, bits per byte is simply the loss in bits per character.
@@ -329,8 +341,10 @@ for stride in (T, T // 2):
         c = context[p - 1].item()
         logits, _ = fresh(ids[p - c : p][None])  # the model reading just those c tokens
         torch.testing.assert_close(nats[p - 1], F.cross_entropy(logits[0, -1:], ids[p : p + 1]))
-    print(f"stride {stride:3}: contexts from {context.min().item()} to {context.max().item()} tokens, "
-          f"mean {context.float().mean():.1f}")
+    print(
+        f"stride {stride:3}: contexts from {context.min().item()} to {context.max().item()} tokens, "
+        f"mean {context.float().mean():.1f}"
+    )
 nats, _ = token_nats(fresh, held_ids["char"][: 100 * T])
 print(f"untrained: {nats.mean():.3f} nats per token, ln V = {math.log(char_tokenizer.vocab_size):.3f}")
 assert abs(nats.mean() - math.log(char_tokenizer.vocab_size)) < 0.15
@@ -371,8 +385,9 @@ for seed in SEEDS:
         assert result.tokenizer.encode(held_out) == held_ids[name].tolist()  # the tokenizer we meant
         assert abs(result.metrics[0]["val_loss"] - math.log(tok.vocab_size)) < 0.2  # untrained: about uniform
         nats, context = token_nats(result.model, held_ids[name], desc=f"scoring {name}")
-        nats_sliding, _ = token_nats(result.model, held_ids[name], stride=BASE.model.block_size // 2,
-                                     desc=f"sliding {name}")
+        nats_sliding, _ = token_nats(
+            result.model, held_ids[name], stride=BASE.model.block_size // 2, desc=f"sliding {name}"
+        )
         run = dict(
             model=result.model,
             metrics=result.metrics,
@@ -385,8 +400,10 @@ for seed in SEEDS:
         uniform = math.log2(tok.vocab_size) * len(held_ids[name]) / n_held_bytes
         assert all(0 < run[k] < min(8, uniform) for k in ("bpb", "bpb_sliding"))
         runs[name, seed] = run
-        print(f"{name}, seed {seed}: {run['bpb']:.3f} bits per byte on the held-out text "
-              f"({nats.mean():.3f} nats per token)")
+        print(
+            f"{name}, seed {seed}: {run['bpb']:.3f} bits per byte on the held-out text "
+            f"({nats.mean():.3f} nats per token)"
+        )
 
 # %% [markdown]
 # ### Checking the yardstick against `train`
@@ -405,9 +422,11 @@ from_train = runs["char", SEED]["metrics"][-1]["val_loss"] / math.log(2)
 n_windows = (len(char_val) - 1) // BASE.model.block_size
 window_bits = nats[: n_windows * BASE.model.block_size].view(n_windows, -1).mean(1) / math.log(2)
 standard_error = window_bits.std().item() / math.sqrt(BASE.eval_iters * BASE.batch_size)
-print(f"char model on its validation split: {ours:.3f} bits per byte (every window), "
-      f"{from_train:.3f} from train()'s val_loss ({BASE.eval_iters * BASE.batch_size} random windows), "
-      f"standard error {standard_error:.3f}")
+print(
+    f"char model on its validation split: {ours:.3f} bits per byte (every window), "
+    f"{from_train:.3f} from train()'s val_loss ({BASE.eval_iters * BASE.batch_size} random windows), "
+    f"standard error {standard_error:.3f}"
+)
 assert abs(ours - from_train) < 4 * standard_error
 
 # %% [markdown]
@@ -503,16 +522,22 @@ for name, tok in tokenizers.items():
         bpb_sliding=statistics.mean(runs[name, seed]["bpb_sliding"] for seed in SEEDS),
     )
     summary[name]["bytes_per_s"] = summary[name]["tokens_per_s"] * summary[name]["train_bytes_per_token"]
-print(f"held-out text: {n_held_bytes:,} bytes; {BASE.model.n_layer} layers, n_embd={BASE.model.n_embd}, "
-      f"block_size={BASE.model.block_size} tokens, batch {BASE.batch_size}, {BASE.max_iters} steps, seeds {SEEDS}; "
-      f"{device.type}: {MACHINE}")
-header = (f"{'model':9} {'vocab':>6} {'params':>9} {'embedding':>10} {'MFLOP/token':>12} {'bytes/token':>12} "
-          f"{'tokens/s':>9} {'KB/s':>6} {'bits/byte':>14} {'sliding':>8}")
+print(
+    f"held-out text: {n_held_bytes:,} bytes; {BASE.model.n_layer} layers, n_embd={BASE.model.n_embd}, "
+    f"block_size={BASE.model.block_size} tokens, batch {BASE.batch_size}, {BASE.max_iters} steps, seeds {SEEDS}; "
+    f"{device.type}: {MACHINE}"
+)
+header = (
+    f"{'model':9} {'vocab':>6} {'params':>9} {'embedding':>10} {'MFLOP/token':>12} {'bytes/token':>12} "
+    f"{'tokens/s':>9} {'KB/s':>6} {'bits/byte':>14} {'sliding':>8}"
+)
 print(header + "\n" + "-" * len(header))
 for name, row in summary.items():
-    print(f"{name:9} {row['vocab']:6} {row['params']:9,} {row['embedding']:10,} {row['flops'] / 1e6:12.2f} "
-          f"{row['bytes_per_token']:12.2f} {row['tokens_per_s']:9,.0f} {row['bytes_per_s'] / 1e3:6.1f} "
-          f"{row['bpb']:8.3f} ±{row['spread']:.3f} {row['bpb_sliding']:8.3f}")
+    print(
+        f"{name:9} {row['vocab']:6} {row['params']:9,} {row['embedding']:10,} {row['flops'] / 1e6:12.2f} "
+        f"{row['bytes_per_token']:12.2f} {row['tokens_per_s']:9,.0f} {row['bytes_per_s'] / 1e3:6.1f} "
+        f"{row['bpb']:8.3f} ±{row['spread']:.3f} {row['bpb_sliding']:8.3f}"
+    )
 
 # %% [markdown]
 # Columns: parameters (the token embedding is counted once, being the output layer too), the share of them in
@@ -531,7 +556,9 @@ fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
 ax1.plot(vocab, [summary[n]["bpb"] for n in names], "o-", label="side-by-side windows (mean of seeds)")
 for seed in SEEDS:
     ax1.plot(vocab, [runs[n, seed]["bpb"] for n in names], ".", color="tab:blue", alpha=0.5)
-ax1.plot(vocab, [summary[n]["bpb_sliding"] for n in names], "s--", label=f"sliding, stride {BASE.model.block_size // 2}")
+ax1.plot(
+    vocab, [summary[n]["bpb_sliding"] for n in names], "s--", label=f"sliding, stride {BASE.model.block_size // 2}"
+)
 ax1.set_ylabel("bits per byte, held-out text (lower is better)")
 ax1.set_title(f"Same body, same {BASE.max_iters} steps")
 ax2.plot(vocab, [summary[n]["tokens_per_s"] for n in names], "o-", color="tab:green", label="tokens / s")
@@ -626,13 +653,17 @@ for name in dict.fromkeys([best, "char"]):
 # %%
 c = summary["char"]
 print(f"fewest bits per byte: {best} ({summary[best]['bpb']:.3f})\n")
-print(f"{'':9} {'bits/byte':>9} {'seeds ±':>8} {'FLOPs/step':>10} {'time/step':>9} {'text/step':>9} "
-      f"{'embedding':>9} {'tokens/vocab entry':>18}")
+print(
+    f"{'':9} {'bits/byte':>9} {'seeds ±':>8} {'FLOPs/step':>10} {'time/step':>9} {'text/step':>9} "
+    f"{'embedding':>9} {'tokens/vocab entry':>18}"
+)
 for name, row in summary.items():
-    print(f"{name:9} {row['bpb'] / c['bpb'] - 1:+9.1%} {row['spread'] / c['bpb']:8.1%} "
-          f"{row['flops'] / c['flops']:9.2f}x {c['tokens_per_s'] / row['tokens_per_s']:8.2f}x "
-          f"{row['train_bytes_per_token']:8.2f}x {row['embedding'] / row['params']:9.1%} "
-          f"{BASE.max_iters * BASE.tokens_per_step / row['vocab']:18,.0f}")
+    print(
+        f"{name:9} {row['bpb'] / c['bpb'] - 1:+9.1%} {row['spread'] / c['bpb']:8.1%} "
+        f"{row['flops'] / c['flops']:9.2f}x {c['tokens_per_s'] / row['tokens_per_s']:8.2f}x "
+        f"{row['train_bytes_per_token']:8.2f}x {row['embedding'] / row['params']:9.1%} "
+        f"{BASE.max_iters * BASE.tokens_per_step / row['vocab']:18,.0f}"
+    )
 
 # %% [markdown]
 # - **Per byte, every BPE vocabulary beats characters**, by 9 to 14%, and the largest is best: 2.71 bits per

@@ -40,8 +40,9 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:  # on Colab, install the course library from its repository
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "scratchlm @ git+https://github.com/scratchlm/scratchlm"])
+    subprocess.check_call(
+        [sys.executable, "-m", "pip", "install", "-q", "scratchlm @ git+https://github.com/scratchlm/scratchlm"]
+    )
 
 import torch
 
@@ -106,12 +107,15 @@ out = weights @ v  # (B, H, T, D)
 torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, is_causal=True), atol=1e-4, rtol=1e-3)
 
 MiB = 2**20
-print(f"T={T}: q, k, v, out are {q.nbytes / MiB:.1f} MiB each; scores, masked and weights "
-      f"{scores.nbytes / MiB:.0f} MiB each")
+print(
+    f"T={T}: q, k, v, out are {q.nbytes / MiB:.1f} MiB each; scores, masked and weights "
+    f"{scores.nbytes / MiB:.0f} MiB each"
+)
 
 # %% [markdown]
 # The inputs and the output grow like T·D, the intermediates like T². What does each step cost? Count the
 # arithmetic (FLOPs) and the bytes that must at least be read and written, and time each step on its own.
+
 
 # %%
 def seconds(fn, repeats=3):
@@ -142,8 +146,10 @@ print(f"naive attention, B={B} H={H} T={T} D={D}, {dtype}, {where}")
 print(f"{'step':<16}{'ms':>9}{'% time':>8}{'% FLOPs':>9}{'FLOP/byte':>11}{'GB/s':>8}")
 for name, (_, flops, nbytes) in steps.items():
     t = step_time[name]
-    print(f"{name:<16}{t * 1e3:>9.1f}{t / total_time:>8.0%}{flops / total_flops:>9.1%}"
-          f"{flops / nbytes:>11.1f}{nbytes / t / 1e9:>8.1f}")
+    print(
+        f"{name:<16}{t * 1e3:>9.1f}{t / total_time:>8.0%}{flops / total_flops:>9.1%}"
+        f"{flops / nbytes:>11.1f}{nbytes / t / 1e9:>8.1f}"
+    )
 elementwise = step_time["mask"] + step_time["softmax"]
 print(f"mask + softmax: {(5 * n2) / total_flops:.1%} of the FLOPs, {elementwise / total_time:.0%} of the time")
 del scores, masked, weights, out
@@ -161,8 +167,11 @@ del scores, masked, weights, out
 # *above* what existed before the call (so the inputs do not count, the output does).
 
 # %%
-Ts = pick(smoke=[64, 128, 256], cpu=[256, 512, 1024, 2048, 4096],
-          gpu=[512, 1024, 2048, 4096, 8192] if bench_device.type == "cuda" else None)
+Ts = pick(
+    smoke=[64, 128, 256],
+    cpu=[256, 512, 1024, 2048, 4096],
+    gpu=[512, 1024, 2048, 4096, 8192] if bench_device.type == "cuda" else None,
+)
 results = {}  # (method, T) -> (seconds, peak extra bytes)
 
 
@@ -178,8 +187,10 @@ measure("naive", lambda q, k, v: naive_attention(q, k, v, causal=True), Ts)
 for T in Ts:
     t, mem = results["naive", T]
     one_matrix = B * H * T * T * torch.finfo(dtype).bits // 8
-    print(f"naive T={T:>5}: {t * 1e3:8.1f} ms, peak extra {mem / MiB:8.2f} MiB = "
-          f"{mem / one_matrix:.2f} × one (B, H, T, T) matrix")
+    print(
+        f"naive T={T:>5}: {t * 1e3:8.1f} ms, peak extra {mem / MiB:8.2f} MiB = "
+        f"{mem / one_matrix:.2f} × one (B, H, T, T) matrix"
+    )
 
 # %% [markdown]
 # Doubling T quadruples the peak: at its peak, naive attention holds two full T×T matrices (the masked scores
@@ -200,6 +211,7 @@ for T in Ts:
 # $e^{x_k - m_i}$. When the max does not change the factor is 1; when it grows, the sum so far is rescaled to the
 # new max. Nothing is ever exponentiated above 0, so nothing overflows.
 
+
 # %%
 def online_softmax_loop(x):
     """Softmax of a vector, one element at a time: running max m and running sum ℓ, then normalise."""
@@ -218,8 +230,10 @@ x = torch.randn(200) * 2 + torch.linspace(0, 6, 200) + 500  # float32 overflows 
 naive_probs = torch.exp(x) / torch.exp(x).sum()
 probs, ms, ells = online_softmax_loop(x)
 torch.testing.assert_close(probs, torch.softmax(x, dim=0))
-print(f"exp(x) / sum(exp(x)) gives {naive_probs[:3].tolist()}...; the online version matches torch.softmax "
-      f"to {(probs - torch.softmax(x, 0)).abs().max():.0e}")
+print(
+    f"exp(x) / sum(exp(x)) gives {naive_probs[:3].tolist()}...; the online version matches torch.softmax "
+    f"to {(probs - torch.softmax(x, 0)).abs().max():.0e}"
+)
 
 jumps = [i for i in range(1, len(ms)) if ms[i] > ms[i - 1]]
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3))
@@ -242,11 +256,12 @@ plt.show()
 # The same update works a block at a time: take the block's max, rescale the old sum once, add the block's
 # exponentials. That is what the library's `online_softmax` does, for any number of leading dimensions.
 
+
 # %%
 def online_softmax_blocks(x, block_size):
     m, ell = -math.inf, torch.zeros((), dtype=x.dtype)
     for start in range(0, len(x), block_size):
-        block = x[start:start + block_size]
+        block = x[start : start + block_size]
         m_new = max(m, block.max().item())
         ell = ell * math.exp(m - m_new) + torch.exp(block - m_new).sum()
         m = m_new
@@ -270,6 +285,7 @@ print("loop, block and library versions all equal torch.softmax")
 # blocks, compute that (block × block) tile of scores, update $m$, $\ell$ and $o$, and throw the tile away. With
 # a causal mask, key blocks entirely to the right of the diagonal are skipped, and only the blocks that cross
 # the diagonal need the mask. We also keep each row's logsumexp $m + \log \ell$ for the backward pass.
+
 
 # %%
 def tiled_forward(q, k, v, causal, block):
@@ -305,8 +321,7 @@ def tiled_forward(q, k, v, causal, block):
 qc, kc, vc = (torch.randn(2, 3, 100, 64) for _ in range(3))  # T=100 is not a multiple of the block
 for causal in (True, False):
     ours, _ = tiled_forward(qc, kc, vc, causal, block=32)
-    torch.testing.assert_close(ours, F.scaled_dot_product_attention(qc, kc, vc, is_causal=causal),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours, F.scaled_dot_product_attention(qc, kc, vc, is_causal=causal), atol=1e-5, rtol=1e-5)
 print("tiled forward == scaled_dot_product_attention (causal and not), to 1e-5")
 
 # %% [markdown]
@@ -344,6 +359,7 @@ print(f"{int((kind > 0).sum())} of {n_blocks**2} tiles computed, {n_blocks} of t
 # recomputed from $Q$, $K$ and the saved logsumexp: $P_{ij} = e^{S_{ij} - \mathrm{lse}_i}$. Second,
 # $\delta_i = \sum_j P_{ij} (dO_i \cdot v_j) = dO_i \cdot O_i$, a row-wise dot product of two T×D matrices. So
 # the forward saves only Q, K, V, O and lse, and the backward loops over tiles again.
+
 
 # %%
 def tiled_backward(q, k, v, out, lse, dout, causal, block):
@@ -399,8 +415,9 @@ for causal in (True, False):
     ours = TiledAttention.apply(qg, kg, vg, causal, 32)
     lib = tiled_attention(qg, kg, vg, causal=causal, block_size=32)
     torch.testing.assert_close(ours, lib)
-    for a, b in zip(torch.autograd.grad(ours, (qg, kg, vg), dout), torch.autograd.grad(lib, (qg, kg, vg), dout),
-                    strict=True):
+    for a, b in zip(
+        torch.autograd.grad(ours, (qg, kg, vg), dout), torch.autograd.grad(lib, (qg, kg, vg), dout), strict=True
+    ):
         torch.testing.assert_close(a, b)
 print("notebook version == scratchlm.attention.tiled_attention, forward and backward")
 
@@ -423,8 +440,10 @@ def train_step(attention, q, k, v):
 for name, fn in [("naive", naive_attention), ("tiled", tiled_attention)]:
     step = lambda fn=fn: train_step(fn, qt, kt, vt)
     _, mem = peak_extra_memory(step, bench_device)
-    print(f"{name:>5} forward+backward, T={T_train}: {seconds(step, repeats=1) * 1e3:7.0f} ms, "
-          f"peak extra {mem / MiB:7.1f} MiB")
+    print(
+        f"{name:>5} forward+backward, T={T_train}: {seconds(step, repeats=1) * 1e3:7.0f} ms, "
+        f"peak extra {mem / MiB:7.1f} MiB"
+    )
 
 # %% [markdown]
 # The tiled version trades a second pass over the tiles (more arithmetic) for never storing P: its training
@@ -463,8 +482,9 @@ if HAVE_TRITON:
         start = time.perf_counter()
         got = triton_attention(qi, ki, vi, causal=causal, block_m=32, block_n=32)
         elapsed = time.perf_counter() - start
-        torch.testing.assert_close(got, F.scaled_dot_product_attention(qi, ki, vi, is_causal=causal),
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            got, F.scaled_dot_product_attention(qi, ki, vi, is_causal=causal), atol=1e-5, rtol=1e-5
+        )
     print(f"triton_attention == SDPA on (1, 2, {Ti}, 64), causal and not")
     if tdev.type == "cpu":
         print(f"interpreted: {elapsed * 1e3:.0f} ms per call, a number that says nothing about the kernel's speed")
@@ -541,8 +561,11 @@ for label, col, unit, fmt in [("time", 0, 1e-3, ".1f"), ("peak extra memory", 1,
     print(f"{'T':>6}" + "".join(f"{m:>10}" for m in methods) + "".join(f"{m + '/naive':>14}" for m in methods[1:]))
     for T in Ts:
         row = {m: results[m, T][col] for m in methods}
-        print(f"{T:>6}" + "".join(f"{row[m] / unit:>10{fmt}}" for m in methods)
-              + "".join(f"{row[m] / row['naive']:>14.3f}" for m in methods[1:]))
+        print(
+            f"{T:>6}"
+            + "".join(f"{row[m] / unit:>10{fmt}}" for m in methods)
+            + "".join(f"{row[m] / row['naive']:>14.3f}" for m in methods[1:])
+        )
 
 # %% [markdown]
 # How does each method's peak memory
@@ -559,12 +582,16 @@ worst_residual = np.max(np.abs(mem_of["tiled"] - fit) / mem_of["tiled"])
 big = slice(-3, None)  # the three largest T, where constant overheads matter least
 slopes = {m: np.polyfit(np.log(Tarr[big]), np.log(mem_of[m][big]), 1)[0] for m in methods}
 out_bytes_per_token = B * H * D * torch.finfo(dtype).bits // 8
-print(f"tiled: bytes ≈ {a:.0f}·T + {b / MiB:.2f} MiB (worst residual {worst_residual:.1%}); "
-      f"the output alone is {out_bytes_per_token} bytes per token")
+print(
+    f"tiled: bytes ≈ {a:.0f}·T + {b / MiB:.2f} MiB (worst residual {worst_residual:.1%}); "
+    f"the output alone is {out_bytes_per_token} bytes per token"
+)
 print("log-log slope of peak memory over the largest T: " + ", ".join(f"{m} {s:.2f}" for m, s in slopes.items()))
 ratio = mem_of["tiled"][-1] / mem_of["naive"][-1]
-print(f"at T={Ts[-1]}: tiled {mem_of['tiled'][-1] / MiB:.2f} MiB vs naive {mem_of['naive'][-1] / MiB:.2f} MiB "
-      f"= 1/{1 / ratio:.0f}")
+print(
+    f"at T={Ts[-1]}: tiled {mem_of['tiled'][-1] / MiB:.2f} MiB vs naive {mem_of['naive'][-1] / MiB:.2f} MiB "
+    f"= 1/{1 / ratio:.0f}"
+)
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
 for m in methods:

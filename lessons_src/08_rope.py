@@ -42,8 +42,9 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:  # on Colab, install the course library from its repository
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "scratchlm @ git+https://github.com/scratchlm/scratchlm"])
+    subprocess.check_call(
+        [sys.executable, "-m", "pip", "install", "-q", "scratchlm @ git+https://github.com/scratchlm/scratchlm"]
+    )
 
 import torch
 
@@ -211,8 +212,14 @@ for ax, (m, n) in zip(axes, [(0, 3), (4, 7), (10, 13)], strict=True):
         ax.plot([], [], color=color, label=name)
     between = math.degrees(3 * theta + math.atan2(k2[1], k2[0]) - math.atan2(q2[1], q2[0])) % 360
     lim = 1.15 * max(q2.norm().item(), k2.norm().item())
-    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xticks=[], yticks=[],
-           title=f"m={m}, n={n}: {between:.0f}° between")
+    ax.set(
+        xlim=(-lim, lim),
+        ylim=(-lim, lim),
+        aspect="equal",
+        xticks=[],
+        yticks=[],
+        title=f"m={m}, n={n}: {between:.0f}° between",
+    )
     ax.legend(loc="lower left", fontsize=8)
 fig.suptitle(f"rotate q by mθ and k by nθ (θ = {theta}): the angle between them depends on n − m only")
 plt.show()
@@ -262,13 +269,19 @@ fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained", wi
 ax1.semilogy(pair_index, 2 * math.pi / thetas, "o-", label=f"D={D_DEMO}")
 for D_other in (64, 128):
     i_other = torch.arange(D_other // 2, dtype=torch.float64)
-    ax1.semilogy(i_other * D_DEMO / D_other, 2 * math.pi * BASE ** (2 * i_other / D_other), ".", ms=3,
-                 label=f"D={D_other} (pair index × {D_DEMO}/{D_other})")
+    ax1.semilogy(
+        i_other * D_DEMO / D_other,
+        2 * math.pi * BASE ** (2 * i_other / D_other),
+        ".",
+        ms=3,
+        label=f"D={D_other} (pair index × {D_DEMO}/{D_other})",
+    )
 ax1.axhline(CONTEXT_DEMO, color="k", ls="--", lw=1, label=f"training length {CONTEXT_DEMO}")
 ax1.set(xlabel="pair i", ylabel="wavelength 2π/θ_i (positions)", title="one full turn takes ...")
 ax1.legend(fontsize=8)
-im = ax2.imshow(torch.cos(torch.outer(thetas, positions)), aspect="auto", cmap="RdBu", vmin=-1, vmax=1,
-                interpolation="nearest")
+im = ax2.imshow(
+    torch.cos(torch.outer(thetas, positions)), aspect="auto", cmap="RdBu", vmin=-1, vmax=1, interpolation="nearest"
+)
 ax2.axvline(CONTEXT_DEMO - 0.5, color="k", ls="--", lw=1)
 ax2.set(xlabel="position m", ylabel="pair i", title=f"cos(m·θ_i), D={D_DEMO}; dashed: training length")
 fig.colorbar(im, ax=ax2)
@@ -295,8 +308,11 @@ for D_curve in (32, 64, 128):
 ax.axvline(CONTEXT_DEMO, color="k", ls="--", lw=1, label=f"training length {CONTEXT_DEMO}")
 ax.set_xscale("symlog", linthresh=1)  # linear from 0 to 1, logarithmic beyond
 ax.set_xlim(0, offsets[-1])
-ax.set(xlabel="offset m − n", ylabel="mean of cos((m − n)·θ_i)",
-       title="expected score of a key with the query's own content, relative to offset 0")
+ax.set(
+    xlabel="offset m − n",
+    ylabel="mean of cos((m − n)·θ_i)",
+    title="expected score of a key with the query's own content, relative to offset 0",
+)
 ax.legend()
 ax.grid(alpha=0.3)
 plt.show()
@@ -389,8 +405,10 @@ print(f"rotation form == complex form on a (B, H, T, D) = {tuple(q.shape)} batch
 
 # %%
 T_check, S_MAX = 32, 5000
-q64, k64 = torch.randn(T_check, D, dtype=torch.float64, generator=g), torch.randn(T_check, D, dtype=torch.float64,
-                                                                                    generator=g)
+q64, k64 = (
+    torch.randn(T_check, D, dtype=torch.float64, generator=g),
+    torch.randn(T_check, D, dtype=torch.float64, generator=g),
+)
 cos64, sin64 = my_rope_cache(D, T_check + S_MAX, dtype=torch.float64)
 
 
@@ -468,8 +486,10 @@ with torch.no_grad():
     assert not torch.allclose(no_rotation, rope_gpt(idx)[0], atol=1e-3)  # the check can fail: positions matter
 assert not any("wpe" in name for name in rope_gpt.state_dict())
 print("our forward == library GPT(pos_embedding='rope')")
-print(f"parameters: learned positions {learned_gpt.num_parameters():,}, RoPE {rope_gpt.num_parameters():,} "
-      f"(the difference is wpe, block_size × n_embd = {64 * 64:,})")
+print(
+    f"parameters: learned positions {learned_gpt.num_parameters():,}, RoPE {rope_gpt.num_parameters():,} "
+    f"(the difference is wpe, block_size × n_embd = {64 * 64:,})"
+)
 
 # %% [markdown]
 # Same logits, and the RoPE model has no position parameters at all: the table of angles is fixed, not
@@ -487,8 +507,16 @@ from scratchlm.training import preset, train
 PRESET = pick(smoke="smoke", cpu="cpu", gpu="gpu")
 overrides = pick(  # on a CPU, a narrower model than the "cpu" preset's, so that each run takes about a minute
     smoke=dict(max_iters=60, eval_interval=30),
-    cpu=dict(n_embd=64, n_head=2, batch_size=16, learning_rate=2e-3, min_lr=2e-4, warmup_iters=100, max_iters=700,
-             eval_interval=100),
+    cpu=dict(
+        n_embd=64,
+        n_head=2,
+        batch_size=16,
+        learning_rate=2e-3,
+        min_lr=2e-4,
+        warmup_iters=100,
+        max_iters=700,
+        eval_interval=100,
+    ),
     gpu=dict(max_iters=2500, eval_interval=250),
 )
 runs, seconds = {}, {}
@@ -498,9 +526,11 @@ for pos in ("learned", "rope"):
     seconds[pos] = time.perf_counter() - start
 cfg = runs["rope"].config
 BLOCK = cfg.model.block_size
-print(f"preset {PRESET!r}: n_layer={cfg.model.n_layer} n_head={cfg.model.n_head} n_embd={cfg.model.n_embd} "
-      f"block_size={BLOCK} "
-      f"batch={cfg.batch_size} steps={cfg.max_iters} lr={cfg.learning_rate} seed={cfg.seed} device={device.type}")
+print(
+    f"preset {PRESET!r}: n_layer={cfg.model.n_layer} n_head={cfg.model.n_head} n_embd={cfg.model.n_embd} "
+    f"block_size={BLOCK} "
+    f"batch={cfg.batch_size} steps={cfg.max_iters} lr={cfg.learning_rate} seed={cfg.seed} device={device.type}"
+)
 
 # %% [markdown]
 # The validation (and training) curves on one plot, step 0 left out (both start near ln 65 ≈ 4.2, the loss of
@@ -514,8 +544,11 @@ for pos, color in (("learned", "C0"), ("rope", "C1")):
     steps = [m["step"] for m in metrics]
     ax1.plot(steps, [m["val_loss"] for m in metrics], "o-", ms=3, color=color, label=f"{pos}: val")
     ax1.plot(steps, [m["train_loss"] for m in metrics], ":", color=color, label=f"{pos}: train")
-ax1.set(xlabel="step", ylabel="loss (cross-entropy, nats)",
-        title=f"learned positions vs RoPE: {cfg.model.n_layer} layers, n_embd={cfg.model.n_embd}, same batches")
+ax1.set(
+    xlabel="step",
+    ylabel="loss (cross-entropy, nats)",
+    title=f"learned positions vs RoPE: {cfg.model.n_layer} layers, n_embd={cfg.model.n_embd}, same batches",
+)
 ax1.legend()
 ax1.grid(alpha=0.3)
 wpe_learned = F.normalize(runs["learned"].model.transformer.wpe.weight.detach().cpu(), dim=-1)
@@ -528,8 +561,10 @@ print(f"| positions | parameters | train loss | val loss | time (s, {device.type
 print("|-----------|-----------:|-----------:|---------:|------:|")
 for pos, run in runs.items():
     last = run.metrics[-1]
-    print(f"| {pos:<9} | {run.model.num_parameters():>10,} | {last['train_loss']:>10.3f} | {last['val_loss']:>8.3f} "
-          f"| {seconds[pos]:>5.0f} |")
+    print(
+        f"| {pos:<9} | {run.model.num_parameters():>10,} | {last['train_loss']:>10.3f} | {last['val_loss']:>8.3f} "
+        f"| {seconds[pos]:>5.0f} |"
+    )
 
 # %%
 for run in runs.values():
@@ -573,8 +608,10 @@ except RuntimeError as e:
 # %%
 long_rope = GPT(dataclasses.replace(rope_model.config, block_size=EVAL_LEN)).to(device).eval()
 long_rope.load_state_dict(rope_model.state_dict())
-print(f"RoPE model for {EVAL_LEN} positions: cos/sin tables {tuple(long_rope.rope_cos.shape)}, "
-      f"trained weights loaded unchanged")
+print(
+    f"RoPE model for {EVAL_LEN} positions: cos/sin tables {tuple(long_rope.rope_cos.shape)}, "
+    f"trained weights loaded unchanged"
+)
 
 # %% [markdown]
 # For the learned model there are two honest options: stop at position `block_size − 1`, or use a **sliding
@@ -638,8 +675,12 @@ assert all(torch.isfinite(curve).all() for curve in by_position.values())
 
 # %%
 BIN = max(BLOCK // 8, 1)
-styles = {"learned, up to block_size": ("C0", "-"), "learned, sliding window": ("C0", "--"),
-          "RoPE, whole window": ("C1", "-"), "RoPE, sliding window": ("C1", "--")}
+styles = {
+    "learned, up to block_size": ("C0", "-"),
+    "learned, sliding window": ("C0", "--"),
+    "RoPE, whole window": ("C1", "-"),
+    "RoPE, sliding window": ("C1", "--"),
+}
 fig, ax = plt.subplots(figsize=(9, 4.2), layout="constrained")
 for name, curve in by_position.items():
     n = len(curve) if name != "learned, up to block_size" else BLOCK
@@ -649,20 +690,27 @@ for name, curve in by_position.items():
 for multiple in (1, 2):
     ax.axvline(multiple * BLOCK, color="k", ls=":", lw=1)
     ax.text(multiple * BLOCK, ax.get_ylim()[1], f" {multiple}× training length", va="top", fontsize=8)
-ax.set(xlabel="position in the window", ylabel="val loss (nats)",
-       title=f"loss by position, models trained on {BLOCK} tokens, {N_WINDOWS} windows of {EVAL_LEN}")
+ax.set(
+    xlabel="position in the window",
+    ylabel="val loss (nats)",
+    title=f"loss by position, models trained on {BLOCK} tokens, {N_WINDOWS} windows of {EVAL_LEN}",
+)
 ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=4, fontsize=9)
 ax.grid(alpha=0.3)
 plt.show()
 
-ranges = {"first half of the training length": (BLOCK // 2, BLOCK), "1×–2×": (BLOCK, 2 * BLOCK),
-          "2×–4×": (2 * BLOCK, 4 * BLOCK)}
+ranges = {
+    "first half of the training length": (BLOCK // 2, BLOCK),
+    "1×–2×": (BLOCK, 2 * BLOCK),
+    "2×–4×": (2 * BLOCK, 4 * BLOCK),
+}
 print(f"mean val loss over positions, {N_WINDOWS} windows, block_size={BLOCK}")
 print(f"| evaluation                | {' | '.join(f'{lo}–{hi - 1}' for lo, hi in ranges.values())} |")
 print(f"|---------------------------|{'|'.join('--------:' for _ in ranges)}|")
 for name, curve in by_position.items():
     cells = [f"{curve[lo:hi].mean():>8.3f}" if hi <= len(curve) else f"{'—':>8}" for lo, hi in ranges.values()]
     print(f"| {name:<25} | {' | '.join(cells)} |")
+
 
 # %%
 def mean_loss(name: str, lo: int, hi: int) -> float:
@@ -673,8 +721,10 @@ def mean_loss(name: str, lo: int, hi: int) -> float:
 if MODE == "cpu":  # the outcome measured on this budget (see the table); other sizes may differ
     for name in ("learned, sliding window", "RoPE, sliding window"):  # flat: never more context than in training
         assert abs(mean_loss(name, 2 * BLOCK, 4 * BLOCK) - mean_loss(name, BLOCK // 2, BLOCK)) < 0.1
-    assert mean_loss("RoPE, whole window", 2 * BLOCK, 4 * BLOCK) > mean_loss("RoPE, sliding window", 2 * BLOCK,
-                                                                             4 * BLOCK) + 0.1
+    assert (
+        mean_loss("RoPE, whole window", 2 * BLOCK, 4 * BLOCK)
+        > mean_loss("RoPE, sliding window", 2 * BLOCK, 4 * BLOCK) + 0.1
+    )
 
 # %% [markdown]
 # What the measurement shows, for the CPU-mode models of section 7 on 256 windows of 256 validation

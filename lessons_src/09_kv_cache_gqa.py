@@ -41,8 +41,9 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:  # on Colab, install the course library from its repository
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "scratchlm @ git+https://github.com/scratchlm/scratchlm"])
+    subprocess.check_call(
+        [sys.executable, "-m", "pip", "install", "-q", "scratchlm @ git+https://github.com/scratchlm/scratchlm"]
+    )
 
 import torch
 
@@ -93,8 +94,10 @@ with torch.no_grad():
     logits_t, _ = small(seq[:, :t])
     logits_t1, _ = small(seq[:, : t + 1])
 torch.testing.assert_close(logits_t1[:, :t], logits_t)
-print(f"step with {t} tokens and step with {t + 1}: the first {t} positions agree to "
-      f"{(logits_t1[:, :t] - logits_t).abs().max():.1e}")
+print(
+    f"step with {t} tokens and step with {t + 1}: the first {t} positions agree to "
+    f"{(logits_t1[:, :t] - logits_t).abs().max():.1e}"
+)
 
 # %% [markdown]
 # The first `t` positions come out the same (up to float rounding) because attention is causal: nothing at
@@ -105,8 +108,10 @@ print(f"step with {t} tokens and step with {t + 1}: the first {t} positions agre
 # %%
 P, N = prompt.size(1), 500
 no_cache_positions = N * P + N * (N - 1) // 2
-print(f"P={P}, N={N}: {no_cache_positions:,} positions recomputed vs {P + N - 1:,} needed "
-      f"({no_cache_positions / (P + N - 1):.0f}x)")
+print(
+    f"P={P}, N={N}: {no_cache_positions:,} positions recomputed vs {P + N - 1:,} needed "
+    f"({no_cache_positions / (P + N - 1):.0f}x)"
+)
 
 # %% [markdown]
 # What is the least we must keep to process only the new token? Follow position `i` through one block. Its
@@ -164,11 +169,13 @@ with torch.no_grad():
     for chunks in ([5, 1, 1, 1, 1, 1, 1, 1], [3, 3, 3, 3], [12]):  # prefill 5 then one at a time, etc.
         cache, outputs, start = LayerCache(), [], 0
         for size in chunks:
-            outputs.append(attend_with_cache(attn, x[:, start:start + size], cache))
+            outputs.append(attend_with_cache(attn, x[:, start : start + size], cache))
             start += size
         torch.testing.assert_close(torch.cat(outputs, dim=1), full)
-print(f"cached outputs equal full recomputation; cache after 12 tokens: k {tuple(cache.k.shape)}, "
-      f"v {tuple(cache.v.shape)}")
+print(
+    f"cached outputs equal full recomputation; cache after 12 tokens: k {tuple(cache.k.shape)}, "
+    f"v {tuple(cache.v.shape)}"
+)
 
 # %% [markdown]
 # Whether the 12 positions arrive at once, as a prefill of 5 followed by single tokens, or in chunks of 3, the
@@ -185,6 +192,7 @@ for i, row in enumerate(visible.int().tolist()):
 # A whole GPT needs one such cache per layer, and one more detail: a new token's position embedding is that
 # of its absolute position, `T_past + i`, not `i`. Everything else in the block (LayerNorms, the MLP, the
 # residual additions) acts on each position separately, so it runs on the new tokens alone.
+
 
 # %%
 @torch.no_grad()
@@ -246,8 +254,10 @@ torch.testing.assert_close(torch.cat(library_logits, dim=1), torch.cat(our_logit
 for layer, ours_layer in enumerate(our_caches):
     torch.testing.assert_close(cache.k[layer][:, :, : cache.length], ours_layer.k)
     torch.testing.assert_close(cache.v[layer][:, :, : cache.length], ours_layer.v)
-print(f"{cache.n_layer} layers, k and v each {tuple(cache.k[0].shape)} = (B, n_kv_head, max_len, D); "
-      f"length {cache.length} of {cache.max_len}, {cache.nbytes:,} bytes allocated")
+print(
+    f"{cache.n_layer} layers, k and v each {tuple(cache.k[0].shape)} = (B, n_kv_head, max_len, D); "
+    f"length {cache.length} of {cache.max_len}, {cache.nbytes:,} bytes allocated"
+)
 
 # %% [markdown]
 # `generate(..., use_cache=True)`, the default, does what `greedy_with_cache` did: one prefill, then one token
@@ -306,11 +316,15 @@ t_full, out_full = time_to_each_token(bench_model, False, N_BENCH, 1)  # the slo
 assert torch.equal(out_cache, out_full)
 speedup = t_full[-1] / t_cache[-1]
 load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-print(f"{BENCH_PRESET}-preset sizes, block_size 1024, {bench_model.num_parameters() / 1e6:.2f}M parameters, "
-      f"prompt {prompt.size(1)} tokens, greedy, {WHERE}, "
-      f"load average {load:.1f}")
-print(f"{N_BENCH} new tokens: with cache {t_cache[-1]:.2f} s ({N_BENCH / t_cache[-1]:.0f} tokens/s), "
-      f"without {t_full[-1]:.2f} s ({N_BENCH / t_full[-1]:.0f} tokens/s): {speedup:.1f}x faster")
+print(
+    f"{BENCH_PRESET}-preset sizes, block_size 1024, {bench_model.num_parameters() / 1e6:.2f}M parameters, "
+    f"prompt {prompt.size(1)} tokens, greedy, {WHERE}, "
+    f"load average {load:.1f}"
+)
+print(
+    f"{N_BENCH} new tokens: with cache {t_cache[-1]:.2f} s ({N_BENCH / t_cache[-1]:.0f} tokens/s), "
+    f"without {t_full[-1]:.2f} s ({N_BENCH / t_full[-1]:.0f} tokens/s): {speedup:.1f}x faster"
+)
 
 # %%
 n = np.arange(1, N_BENCH + 1)
@@ -319,10 +333,12 @@ smooth = 9  # steps: a running median, so that a step delayed by another process
 for times, label in ((t_full, "no cache (recompute the context)"), (t_cache, "KV cache")):
     ax1.plot(n, times, label=label)
     step_ms = 1e3 * np.diff(times, prepend=0.0)
-    ax2.plot(n[smooth - 1:], np.median(np.lib.stride_tricks.sliding_window_view(step_ms, smooth), axis=1),
-             label=label)
-ax1.set(xlabel="new tokens generated N", ylabel="seconds", title=f"total time to N tokens ({N_BENCH} tokens: "
-        f"{speedup:.1f}x)")
+    ax2.plot(n[smooth - 1 :], np.median(np.lib.stride_tricks.sliding_window_view(step_ms, smooth), axis=1), label=label)
+ax1.set(
+    xlabel="new tokens generated N",
+    ylabel="seconds",
+    title=f"total time to N tokens ({N_BENCH} tokens: {speedup:.1f}x)",
+)
 ax2.set(xlabel="new token n", ylabel="ms", yscale="log", title=f"time of step n (running median of {smooth})")
 for ax in (ax1, ax2):
     ax.legend()
@@ -371,16 +387,21 @@ with torch.no_grad():
     k, v = (t.view(B, T, H_kv, D).transpose(1, 2) for t in (k, v))  # (B, H_kv, T, D)
 
     # loop: query head h attends with key/value head h // group
-    y_loop = torch.stack([F.scaled_dot_product_attention(q[:, h], k[:, h // group], v[:, h // group], is_causal=True)
-                          for h in range(H)], dim=1)
+    y_loop = torch.stack(
+        [F.scaled_dot_product_attention(q[:, h], k[:, h // group], v[:, h // group], is_causal=True) for h in range(H)],
+        dim=1,
+    )
     # vectorised: give each query head a copy of its group's key/value head
-    y_repeat = F.scaled_dot_product_attention(q, k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1),
-                                              is_causal=True)
+    y_repeat = F.scaled_dot_product_attention(
+        q, k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1), is_causal=True
+    )
     torch.testing.assert_close(y_repeat, y_loop)
     torch.testing.assert_close(gqa_attn.c_proj(y_repeat.transpose(1, 2).reshape(B, T, C)), gqa_attn(x))
 mha_attn = CausalSelfAttention(GPTConfig(vocab_size=VOCAB, n_head=4, n_embd=64))
-print(f"c_attn.weight: MHA {tuple(mha_attn.c_attn.weight.shape)}, GQA with {H_kv} key/value heads "
-      f"{tuple(gqa_attn.c_attn.weight.shape)}; k and v per token: {2 * H * D} vs {2 * H_kv * D} numbers")
+print(
+    f"c_attn.weight: MHA {tuple(mha_attn.c_attn.weight.shape)}, GQA with {H_kv} key/value heads "
+    f"{tuple(gqa_attn.c_attn.weight.shape)}; k and v per token: {2 * H * D} vs {2 * H_kv * D} numbers"
+)
 
 # %% [markdown]
 # The copies made by `repeat_interleave` exist only inside the attention call; the cache stores the `n_kv_head`
@@ -399,8 +420,15 @@ print(f"{'positions':<10}{'attention':<10}{'n_kv_head':>10}{'cache bytes':>13}{'
 for pos in ("learned", "rope"):
     for name, n_kv in VARIANTS.items():
         torch.manual_seed(SEED)
-        model = GPT(GPTConfig(vocab_size=VOCAB, block_size=64, n_layer=2, n_head=4, n_embd=64,
-                              pos_embedding=pos, n_kv_head=n_kv)).to(device).eval()
+        model = (
+            GPT(
+                GPTConfig(
+                    vocab_size=VOCAB, block_size=64, n_layer=2, n_head=4, n_embd=64, pos_embedding=pos, n_kv_head=n_kv
+                )
+            )
+            .to(device)
+            .eval()
+        )
         greedy = generate(model, prompt, n_new, temperature=0)
         assert torch.equal(greedy, generate(model, prompt, n_new, temperature=0, use_cache=False))
         sampled = generate(model, prompt, n_new, temperature=1.0, seed=0)
@@ -409,7 +437,7 @@ for pos in ("learned", "rope"):
         with torch.no_grad():
             full, _ = model(sampled)
             steps = [model(sampled[:, : prompt.size(1)], cache=cache)[0]]
-            steps += [model(token, cache=cache)[0] for token in sampled[:, prompt.size(1):].split(1, dim=1)]
+            steps += [model(token, cache=cache)[0] for token in sampled[:, prompt.size(1) :].split(1, dim=1)]
         stepwise = torch.cat(steps, dim=1)
         torch.testing.assert_close(stepwise, full)
         print(f"{pos:<10}{name:<10}{n_kv:>10}{cache.nbytes:>13,}{(stepwise - full).abs().max().item():>15.1e}  yes")
@@ -447,14 +475,18 @@ sizes = {  # name: (GPTConfig with n_kv_head=None, the GQA n_kv_head)
 }
 CONTEXT, BATCH, LONG = 1024, 32, 4096
 print(f"KV cache of one sequence of {CONTEXT} tokens, and (last column) of {BATCH} sequences of {LONG} tokens")
-print(f"{'model':<20}{'attention':<10}{'n_kv_head':>10}{'float32 MiB':>13}{'bfloat16 MiB':>14}"
-      f"{f'{BATCH} x {LONG}, bfloat16 GiB':>28}")
+print(
+    f"{'model':<20}{'attention':<10}{'n_kv_head':>10}{'float32 MiB':>13}{'bfloat16 MiB':>14}"
+    f"{f'{BATCH} x {LONG}, bfloat16 GiB':>28}"
+)
 for model_name, (base_config, gqa_heads) in sizes.items():
     for name, n_kv in (("MHA", base_config.n_head), ("GQA", gqa_heads), ("MQA", 1)):
         config = dataclasses.replace(base_config, n_kv_head=n_kv)
-        print(f"{model_name:<20}{name:<10}{n_kv:>10}{kv_cache_bytes(config, 1, CONTEXT) / MiB:>13.2f}"
-              f"{kv_cache_bytes(config, 1, CONTEXT, torch.bfloat16) / MiB:>14.2f}"
-              f"{kv_cache_bytes(config, BATCH, LONG, torch.bfloat16) / 2**30:>28.2f}")
+        print(
+            f"{model_name:<20}{name:<10}{n_kv:>10}{kv_cache_bytes(config, 1, CONTEXT) / MiB:>13.2f}"
+            f"{kv_cache_bytes(config, 1, CONTEXT, torch.bfloat16) / MiB:>14.2f}"
+            f"{kv_cache_bytes(config, BATCH, LONG, torch.bfloat16) / 2**30:>28.2f}"
+        )
 
 # %% [markdown]
 # For the small models of this course the cache is a few MiB and does not matter. For the 7B shape, one
@@ -479,8 +511,14 @@ from scratchlm.training import train
 TRAIN_PRESET = pick(smoke="smoke", cpu="cpu", gpu="gpu")
 N_HEAD = 4
 STEPS = pick(smoke=30, cpu=800, gpu=2000)
-budget = dict(n_head=N_HEAD, max_iters=STEPS, eval_interval=STEPS // 4, eval_iters=pick(smoke=4, cpu=40, gpu=200),
-              warmup_iters=pick(smoke=10, cpu=100, gpu=100), seed=SEED)  # this short run's own warmup
+budget = dict(
+    n_head=N_HEAD,
+    max_iters=STEPS,
+    eval_interval=STEPS // 4,
+    eval_iters=pick(smoke=4, cpu=40, gpu=200),
+    warmup_iters=pick(smoke=10, cpu=100, gpu=100),
+    seed=SEED,
+)  # this short run's own warmup
 VARIANTS = {"MHA": N_HEAD, "GQA": N_HEAD // 2, "MQA": 1}
 work_dir = Path(tempfile.mkdtemp(prefix="scratchlm-09-"))
 
@@ -492,15 +530,19 @@ for name, n_kv in VARIANTS.items():
 # %%
 train_config = runs["MHA"].config
 model_config = train_config.model
-print(f"{TRAIN_PRESET} preset, n_layer={model_config.n_layer} n_head={N_HEAD} n_embd={model_config.n_embd} "
-      f"block_size={model_config.block_size}, {STEPS} steps of {train_config.tokens_per_step} tokens, seed {SEED}, "
-      f"{WHERE}")
+print(
+    f"{TRAIN_PRESET} preset, n_layer={model_config.n_layer} n_head={N_HEAD} n_embd={model_config.n_embd} "
+    f"block_size={model_config.block_size}, {STEPS} steps of {train_config.tokens_per_step} tokens, seed {SEED}, "
+    f"{WHERE}"
+)
 print(f"{'variant':<8}{'n_kv_head':>9}{'parameters':>12}{'cache B/token':>15}{'val loss':>10}{'train s':>9}")
 cache_per_token = {}
 for name, run in runs.items():
     cache_per_token[name] = kv_cache_bytes(run.model.config, 1, 1)
-    print(f"{name:<8}{run.model.config.kv_heads:>9}{run.model.num_parameters():>12,}{cache_per_token[name]:>15,}"
-          f"{run.final_val_loss:>10.3f}{run.metrics[-1]['elapsed_s']:>9.0f}")
+    print(
+        f"{name:<8}{run.model.config.kv_heads:>9}{run.model.num_parameters():>12,}{cache_per_token[name]:>15,}"
+        f"{run.final_val_loss:>10.3f}{run.metrics[-1]['elapsed_s']:>9.0f}"
+    )
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
 window = max(1, STEPS // 20)
@@ -508,11 +550,19 @@ for name, run in runs.items():
     losses = np.convolve(run.step_losses, np.ones(window) / window, mode="valid")
     ax1.plot(np.arange(window, len(run.step_losses) + 1), losses, label=name)
     ax2.plot(cache_per_token[name], run.final_val_loss, "o", ms=8)
-    ax2.annotate(f"{name} (n_kv_head={run.model.config.kv_heads})", (cache_per_token[name], run.final_val_loss),
-                 textcoords="offset points", xytext=(8, 4))
+    ax2.annotate(
+        f"{name} (n_kv_head={run.model.config.kv_heads})",
+        (cache_per_token[name], run.final_val_loss),
+        textcoords="offset points",
+        xytext=(8, 4),
+    )
 ax1.set(xlabel="step", ylabel=f"training loss (mean of {window} steps)", title="training")
-ax2.set(xlabel="KV cache bytes per token (float32)", ylabel="validation loss", xscale="log",
-        title=f"after {STEPS} steps (one seed)")
+ax2.set(
+    xlabel="KV cache bytes per token (float32)",
+    ylabel="validation loss",
+    xscale="log",
+    title=f"after {STEPS} steps (one seed)",
+)
 final = [run.final_val_loss for run in runs.values()]
 ax2.set_ylim(min(final) - 0.05, max(final) + 0.05)  # a few hundredths either way: keep the scale honest
 ax2.set_xticks(list(cache_per_token.values()), [f"{b:,}" for b in cache_per_token.values()])
@@ -556,13 +606,17 @@ for old_block, new_block in zip(mha.transformer.h, gqa.transformer.h, strict=Tru
         old = getattr(old_block.attn.c_attn, param).detach()
         q, k, v = old.split(H * D, dim=0)  # MHA: n_head heads each of q, k, v
         # (heads, D, ...) -> (groups, group, D, ...) -> mean over the group
-        pooled = [t.reshape(H // group, group, D, *t.shape[1:]).mean(dim=1).reshape(H // group * D, *t.shape[1:])
-                  for t in (k, v)]
+        pooled = [
+            t.reshape(H // group, group, D, *t.shape[1:]).mean(dim=1).reshape(H // group * D, *t.shape[1:])
+            for t in (k, v)
+        ]
         torch.testing.assert_close(getattr(new_block.attn.c_attn, param).detach(), torch.cat([q, *pooled]))
 with torch.no_grad():
     torch.testing.assert_close(mha_to_gqa(mha, N_HEAD)(prompt)[0], mha(prompt)[0])  # no pooling: the same model
-print(f"{mha.num_parameters():,} parameters -> {gqa.num_parameters():,}; kv heads {mha.config.kv_heads} -> "
-      f"{gqa.config.kv_heads}")
+print(
+    f"{mha.num_parameters():,} parameters -> {gqa.num_parameters():,}; kv heads {mha.config.kv_heads} -> "
+    f"{gqa.config.kv_heads}"
+)
 
 # %% [markdown]
 # Now the losses, on exactly the validation batches that `train` evaluated on (`evaluate` with the run's
@@ -590,14 +644,25 @@ for name in ("GQA", "MQA"):
     converted = mha_to_gqa(mha, VARIANTS[name])
     uptrain_config = preset(
         TRAIN_PRESET,
-        **{**budget, "max_iters": UPTRAIN_STEPS, "eval_interval": UPTRAIN_STEPS, "warmup_iters": max(1, UPTRAIN_STEPS // 10)},
-        n_kv_head=VARIANTS[name], learning_rate=train_config.learning_rate / 3, min_lr=train_config.min_lr / 3,
-        out_dir=str(work_dir / f"{name}-uptrained"), resume=True,
+        **{
+            **budget,
+            "max_iters": UPTRAIN_STEPS,
+            "eval_interval": UPTRAIN_STEPS,
+            "warmup_iters": max(1, UPTRAIN_STEPS // 10),
+        },
+        n_kv_head=VARIANTS[name],
+        learning_rate=train_config.learning_rate / 3,
+        min_lr=train_config.min_lr / 3,
+        out_dir=str(work_dir / f"{name}-uptrained"),
+        resume=True,
     )
     ckpt_io.save(uptrain_config.out_dir, converted, config=uptrain_config, tokenizer=runs["MHA"].tokenizer, step=0)
     uptrained = train(uptrain_config)
-    conversion[name] = {"converted": val_loss(converted), "uptrained": uptrained.final_val_loss,
-                        "model": uptrained.model}
+    conversion[name] = {
+        "converted": val_loss(converted),
+        "uptrained": uptrained.final_val_loss,
+        "model": uptrained.model,
+    }
 
 # %%
 print(f"validation loss ({TRAIN_PRESET} preset, {STEPS} training steps, uptraining {UPTRAIN_STEPS} steps)")
@@ -610,8 +675,9 @@ fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
 labels = ("trained from scratch", "MHA, mean-pooled", f"+ {UPTRAIN_STEPS} steps uptraining")
 for i, name in enumerate(conversion):
     values = (runs[name].final_val_loss, conversion[name]["converted"], conversion[name]["uptrained"])
-    bars = ax.bar(i + np.arange(3) * 0.27 - 0.27, values, width=0.25, color=["C1", "C3", "C2"],
-                  label=labels if i == 0 else None)
+    bars = ax.bar(
+        i + np.arange(3) * 0.27 - 0.27, values, width=0.25, color=["C1", "C3", "C2"], label=labels if i == 0 else None
+    )
     ax.bar_label(bars, fmt="%.3f", fontsize=8)
 ax.axhline(before, color="C0", ls="--", label=f"MHA ({before:.3f})")
 ax.set_xticks(range(len(conversion)), list(conversion))
@@ -652,9 +718,26 @@ if MODE != "smoke":  # a trained model notices when its keys and values are aver
 # %%
 cli_tokens = pick(smoke=40, cpu=300)
 cli = subprocess.run(
-    [sys.executable, "-m", "scratchlm", "sample", "--ckpt", str(work_dir / "MHA"), "--prompt", "ROMEO:",
-     "--max-new-tokens", str(cli_tokens), "--temperature", "0.8", "--seed", "0"],
-    capture_output=True, text=True, check=True, env={**os.environ, "SCRATCHLM_THREADS": "1"},
+    [
+        sys.executable,
+        "-m",
+        "scratchlm",
+        "sample",
+        "--ckpt",
+        str(work_dir / "MHA"),
+        "--prompt",
+        "ROMEO:",
+        "--max-new-tokens",
+        str(cli_tokens),
+        "--temperature",
+        "0.8",
+        "--seed",
+        "0",
+    ],
+    capture_output=True,
+    text=True,
+    check=True,
+    env={**os.environ, "SCRATCHLM_THREADS": "1"},
 )
 ids = torch.tensor(runs["MHA"].tokenizer.encode("ROMEO:"), device=device)
 ours = generate(mha, ids, cli_tokens, temperature=0.8, seed=0)

@@ -33,7 +33,7 @@ def online_softmax(x: torch.Tensor, block_size: int = DEFAULT_BLOCK_SIZE) -> tor
     m_i = torch.full(x.shape[:-1], -math.inf, dtype=acc_dtype, device=x.device)  # running max
     l_i = torch.zeros(x.shape[:-1], dtype=acc_dtype, device=x.device)  # running sum of exp(x - m_i)
     for start in range(0, x.shape[-1], block_size):
-        block = x[..., start:start + block_size].to(acc_dtype)
+        block = x[..., start : start + block_size].to(acc_dtype)
         m_new = torch.maximum(m_i, block.amax(-1))
         l_i = l_i * _exp_diff(m_i, m_new) + _exp_diff(block, m_new.unsqueeze(-1)).sum(-1)
         m_i = m_new

@@ -1,0 +1,640 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-id,-colab,-outputId,-executionInfo
+#     notebook_metadata_filter: kernelspec,accelerator,colab.gpuType,-jupytext.text_representation.jupytext_version,-language_info.version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 10 · Scaling laws, measured
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/scratchlm/scratchlm/blob/main/notebooks/10_scaling_laws.ipynb)
+#
+# Every lesson so far picked a model size and a number of steps and trained. With a fixed amount of compute,
+# which size should it have been? A bigger model learns more per token but sees fewer tokens for the same
+# FLOPs. **Scaling laws** answer the question with measurements: train many models of different sizes on
+# different budgets, fit simple power laws to their losses, and read off the best split of a budget between
+# parameters and data, for budgets you have not run yet. This lesson runs that experiment the way the
+# "Chinchilla" paper (Hoffmann et al., 2022) did, small enough for a laptop, and then uses it to make a
+# prediction and check it.
+#
+# **What you will build**
+#
+# 1. the story so far: Kaplan et al. (2020), Chinchilla, and why their answers differed;
+# 2. FLOPs counted by hand, per parameter and for attention, checked against PyTorch's FLOP counter;
+# 3. a sweep over model sizes × compute budgets on Tiny Shakespeare, resumable, with the training loop of the
+#    library (every run is one `train` call);
+# 4. Chinchilla's approach 2 (isoFLOP parabolas, then power laws for the optimal size and data) and approach 3
+#    (a fitted loss surface L(N, D));
+# 5. a prediction: fit on all but the largest budget, predict the best model's loss there, train it, compare;
+# 6. a learning-rate sweep at two widths, showing why small-scale results need re-tuning.
+
+# %%
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:  # on Colab, install the course library from its repository
+    subprocess.check_call(
+        [sys.executable, "-m", "pip", "install", "-q", "scratchlm @ git+https://github.com/scratchlm/scratchlm"]
+    )
+
+import torch
+
+from scratchlm.runtime import configure_threads, get_device, pick, run_mode, set_seed
+
+device = get_device()
+configure_threads(max_threads=1)  # small models: a second thread gains little, and on shared cores it costs a lot
+MODE = run_mode(device)  # "smoke" in CI, "cpu" on a laptop, "gpu" on Colab
+print(f"device={device.type} mode={MODE} torch={torch.__version__}")
+
+# %% [markdown]
+# The rest of the imports, and the data: Tiny Shakespeare with its character tokenizer, tokenized once and
+# shared by every run of the lesson.
+
+# %%
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from scratchlm.data import load_splits
+from scratchlm.model import GPT, GPTConfig
+
+SEED = 1337
+set_seed(SEED)
+splits = load_splits("tinyshakespeare")
+VOCAB = splits.tokenizer.vocab_size
+TRAIN_TOKENS = len(splits.train)
+WHERE = device.type + (f", {torch.get_num_threads()} thread" if device.type == "cpu" else "")
+print(f"vocabulary {VOCAB}, {TRAIN_TOKENS:,} training and {len(splits.val):,} validation characters")
+
+# %% [markdown]
+# ## 1 · Why scaling laws
+#
+# **Kaplan et al. (2020)** trained Transformers over many orders of magnitude and found that the test loss
+# falls as a power law in each of three quantities when the other two do not hold it back: in the number of
+# parameters N (exponent about 0.076), in the number of training tokens D (about 0.095) and in compute C. From
+# those fits they concluded that, as compute grows, most of it should go into a bigger model: the
+# compute-optimal size grows as about $N^* \propto C^{0.73}$, the data much more slowly. GPT-3 was trained
+# that way: 175 B parameters on 300 B tokens.
+#
+# **Hoffmann et al. (2022)** ran the experiment again with over 400 models and three methods: (1) the lowest
+# loss over training curves of fixed sizes, (2) **isoFLOP profiles**, the final loss of many sizes at each
+# fixed budget, and (3) a fitted **parametric loss**
+#
+# $$L(N, D) = E + \frac{A}{N^\alpha} + \frac{B}{D^\beta},$$
+#
+# with E the loss of an ideal model of the text, A/N^α what a model of finite size loses and B/D^β what
+# finite training loses. All three said that N and D should grow equally fast: $N^* \propto C^{a}$ with
+# $a \approx 0.5$, about **20 tokens per parameter**. Their 70 B-parameter Chinchilla, trained on 1.4 T tokens
+# with Gopher's compute, beat the 280 B Gopher. Approach 3 gave E = 1.69, A = 406.4, B = 410.7, α = 0.34,
+# β = 0.28 (their appendix D.2).
+#
+# **Besiroglu et al. (2024)** reconstructed the data of approach 3 from the paper's figures and fitted it
+# again: the published constants fit those data poorly, the reported confidence intervals were far too narrow
+# for about 400 runs, and, they argue, the optimizer stopped early (the Huber loss was averaged, not summed,
+# which shrinks it). Their refit gives $a \approx 0.51$, in line with approaches 1 and 2.
+#
+# **Why did Kaplan and Chinchilla disagree?** Porian et al. (2024) reproduced Kaplan's law and then removed
+# the difference step by step. Three factors explain it: Kaplan counted neither the parameters nor the FLOPs
+# of the last layer (the output projection), which matters at small sizes; Kaplan's warmup was long for the
+# smallest runs; and the optimizer settings were not tuned for each model size (the AdamW β₂ needed at small
+# batches among them). With those corrected they recover Chinchilla's exponent. (Chinchilla's own guess, that
+# Kaplan's fixed learning-rate schedule was to blame, turned out not to be essential.) All three are things
+# this lesson has to get right at its own small scale.
+#
+# The published constants, kept in the library for comparison:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from scratchlm.scaling import BESIROGLU, CHINCHILLA
+
+KAPLAN_A = 0.73  # N* ∝ C^0.73 (Kaplan et al. 2020)
+print(f"{'fit':<24}{'E':>7}{'A':>9}{'B':>9}{'alpha':>7}{'beta':>7}{'a':>7}{'b':>7}")
+for name, law in (("Hoffmann et al. 2022", CHINCHILLA), ("Besiroglu et al. 2024", BESIROGLU)):
+    print(
+        f"{name:<24}{law.E:>7.2f}{law.A:>9.1f}{law.B:>9.1f}{law.alpha:>7.2f}{law.beta:>7.2f}{law.a:>7.2f}{law.b:>7.2f}"
+    )
+print(f"{'Kaplan et al. 2020':<24}{'':>46}{KAPLAN_A:>7.2f}{1 - KAPLAN_A:>7.2f}")
+n_opt, d_opt = CHINCHILLA.compute_optimal(5.76e23)  # Gopher's and Chinchilla's budget
+print(f"Chinchilla's law at C = 5.76e23 FLOPs: N* = {n_opt / 1e9:.0f} B, D* = {d_opt / 1e9:.0f} B tokens")
+
+# %% [markdown]
+# With a and b the exponents of $N^* \propto C^a$ and $D^* \propto C^b$. For the parametric law, minimising L
+# under the constraint C = 6ND gives $a = \beta / (\alpha + \beta)$ and $b = \alpha / (\alpha + \beta)$. The
+# printed constants of Hoffmann et al. put their own budget's optimum at about 40 B parameters rather than the 70
+# B they trained, one of the inconsistencies Besiroglu et al. point out.
+#
+# ## 2 · Counting FLOPs by hand
+#
+# A scaling law is only as good as its x-axis. We need N and C for every run, counted the same way.
+#
+# **Parameters.** Lesson 04 counted a block: attention has $W_{qkv}$ (C × 3C) and $W_o$ (C × C), the MLP
+# (C × 4C) and (4C × C): $12C^2$ weights, plus $13C$ for biases and the two LayerNorms. Add the token
+# embedding (V × C, which tied is also the output layer) and the final LayerNorm (2C); leave out the position
+# table, which is a lookup and does no arithmetic. That is our N. Kaplan et al. left the token embedding out
+# as well, and with it the output layer: Porian et al.'s first factor.
+
+# %%
+from scratchlm.scaling import attention_flops_per_token, flops_per_token, non_embedding_params
+
+
+def params_by_hand(L: int, C: int, V: int) -> int:
+    block = 12 * C * C + 13 * C  # four weight matrices, their biases, two LayerNorms (gain + shift)
+    return L * block + V * C + 2 * C  # tied embedding = output layer, final LayerNorm
+
+
+config = GPTConfig(vocab_size=VOCAB, block_size=64, n_layer=3, n_head=4, n_embd=64)
+model = GPT(config)
+N = params_by_hand(config.n_layer, config.n_embd, VOCAB)
+assert N == non_embedding_params(config) == model.num_parameters(non_embedding=True)
+print(
+    f"3 layers x 64 wide: N = {N:,} (the position table adds {model.num_parameters() - N:,}, Kaplan's N leaves "
+    f"out another {VOCAB * config.n_embd:,}: {non_embedding_params(config, count_head=False):,})"
+)
+
+# %% [markdown]
+# **FLOPs per token.** A weight matrix multiplies its input: one multiply and one add per weight and token
+# forward, 2 FLOPs. Backward computes two products of the same size (the gradient for the input and the
+# gradient for the weight): 4 more. So training costs **6 FLOPs per parameter per token**, 6N. Attention adds
+# work that no parameter accounts for: each query is scored against T keys (2·T·C FLOPs per layer and token)
+# and the T values are averaged with the weights (another 2·T·C); times three for the backward pass,
+# **12·L·T·C**.
+#
+# That counts the whole T × T score matrix. Under the causal mask only its lower half is needed (a query sees
+# on average T/2 keys), which is what a kernel that skips the masked tiles does (lesson 07's tiled attention):
+# 6·L·T·C. The dense kernels that train our models compute the full square and throw half of it away, so we
+# count **12·L·T·C**, as lesson 04 and `GPT.flops_per_token` do. (Kaplan et al.'s forward count,
+# 2·n_layer·n_ctx·d_attn, is the causal half.)
+
+# %%
+T, L, C = config.block_size, config.n_layer, config.n_embd
+attention = 12 * L * T * C
+assert attention == attention_flops_per_token(config) == 2 * attention_flops_per_token(config, masked_half=False)
+per_token = 6 * N + attention
+assert per_token == flops_per_token(config) == model.flops_per_token()
+print(
+    f"6N = {6 * N:,} + attention 12·L·T·C = {attention:,} -> {per_token:,} FLOPs per token "
+    f"(attention {attention / per_token:.0%}; its causal half would be {attention // 2:,})"
+)
+
+# %% [markdown]
+# **Checked against the profiler.** `torch.utils.flop_counter.FlopCounterMode` counts the FLOPs of every
+# matrix product that actually runs. `measure_training_flops` runs one forward and backward pass under it
+# (attention in PyTorch's "math" form, whose products the counter knows) and returns the count per operator:
+
+# %%
+from scratchlm.scaling import measure_training_flops
+
+B = 4
+x = torch.randint(0, VOCAB, (B, T))
+y = torch.randint(0, VOCAB, (B, T))
+counted = measure_training_flops(model, x, y)
+for op, flops in counted.items():
+    print(f"{op:<6} {flops / (B * T):>12,.0f} FLOPs per token")
+assert counted["bmm"] == attention * B * T  # the two attention products, forward and backward, the full square
+assert abs(counted["total"] / (B * T) / per_token - 1) < 0.03
+print(f"6N + 12·L·T·C = {per_token:,}: the profiler counts {counted['total'] / (B * T) / per_token:.1%} of it")
+
+# %% [markdown]
+# The attention products match exactly. The matmuls (`addmm` with a bias, `mm` without) come to a little less
+# than 6N, because 6N also charges biases and LayerNorm gains as if they were weights; the counter charges
+# only matrix products (nothing for softmax, GELU or LayerNorm, which both papers leave out too).
+#
+# How much of the compute is not "6N" at the sizes of this lesson? The table uses the widths of the `cpu` grid
+# of section 3 (3 layers, a 64-character context) and, for scale, GPT-3's smallest and largest models:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from scratchlm.scaling import sweep_grid
+
+print(f"{'model':<22}{'N':>14}{'N (Kaplan)':>14}{'attention':>11}{'output layer':>14}")
+shapes = [(f"3 layers x {w}", sweep_grid("cpu").model(w, VOCAB)) for w in sweep_grid("cpu").widths]
+shapes += [
+    ("GPT-3 Small", GPTConfig(vocab_size=50257, block_size=2048, n_layer=12, n_head=12, n_embd=768)),
+    ("GPT-3 175B", GPTConfig(vocab_size=50257, block_size=2048, n_layer=96, n_head=96, n_embd=12288)),
+]
+for name, shape in shapes:
+    n = shape.n_layer * (12 * shape.n_embd**2 + 13 * shape.n_embd) + (shape.vocab_size + 2) * shape.n_embd
+    if shape.n_layer < 12:  # small enough to build: check the formula once more
+        assert n == non_embedding_params(shape)
+    total = 6 * n + attention_flops_per_token(shape)
+    head = 6 * shape.vocab_size * shape.n_embd
+    print(
+        f"{name:<22}{n:>14,}{n - shape.vocab_size * shape.n_embd:>14,}{attention_flops_per_token(shape) / total:>11.0%}"
+        f"{head / total:>14.0%}"
+    )
+
+# %% [markdown]
+# For our tiny models attention is a large share of the FLOPs (the smaller the width, the larger the share,
+# since it grows like T·C against 6N's C²), and the output layer, which Kaplan's N leaves out, is too. At
+# GPT-3's largest size both vanish. Counting them or not changes which of our models looks "cheap", which is
+# exactly how it bent Kaplan's exponent. From here on, a run's compute is
+# C = (6N + 12·L·T·C) · D, every FLOP counted.
+#
+# ## 3 · The grid
+#
+# `scratchlm.scaling.SweepGrid` describes the experiment: a list of model widths, a list of compute budgets,
+# and the rules that turn a (width, budget) pair into a training run.
+#
+# - **Shape rule**: every model has the same depth and heads of 16 channels; the width sets the size,
+#   N ≈ 12·L·C². Kaplan et al. found that the loss depends on the shape only weakly at a fixed N, so one
+#   simple rule will do.
+# - **Tokens**: D = C / (FLOPs per token), rounded to whole steps of a fixed batch.
+# - **Schedule**: each run warms up over 5% of its own steps and decays by cosine to a tenth of the peak at
+#   its *last* step. This was Chinchilla's point against fixed schedules: a run stopped in the middle of a
+#   longer cosine has not annealed, and looks worse than it is.
+# - **Learning rate**: under the standard parameterisation the best learning rate falls as models get wider
+#   (section 8 measures it); the grid sets the peak as lr(width) = lr · (lr_width / width)^lr_exponent.
+# - **Evaluation**: a few evaluations (and checkpoints) during each run, then a final one on the same fixed 50
+#   validation batches for every run.
+
+# %%
+from scratchlm.scaling import run_sweep
+
+GRID = pick(smoke="smoke", cpu="cpu", gpu="gpu")
+grid = sweep_grid(GRID)
+points = grid.points(VOCAB)
+print(
+    f"grid '{GRID}': {grid.depth} layers, heads of {grid.head_size}, block {grid.block_size}, batch "
+    f"{grid.batch_size} ({grid.tokens_per_step:,} tokens per step), lr({grid.lr_width}) = {grid.learning_rate:g}, "
+    f"lr exponent {grid.lr_exponent}"
+)
+print(f"{'run':<18}{'N':>10}{'D':>12}{'D/N':>7}{'steps':>7}{'epochs':>8}{'peak lr':>9}")
+for p in points:
+    print(
+        f"{p.key:<18}{p.params:>10,}{p.tokens:>12,}{p.tokens / p.params:>7.1f}{p.steps:>7,}"
+        f"{p.tokens / TRAIN_TOKENS:>8.2f}{p.config.learning_rate:>9.4f}"
+    )
+print(f"{len(points)} runs, {sum(p.flops for p in points):.2e} FLOPs in all")
+
+# %% [markdown]
+# The small models get many steps and the large ones few: at a fixed budget D shrinks as N grows. The
+# `epochs` column is the caveat of doing this on Tiny Shakespeare: its training split is about a million
+# characters, and the small models at the large budgets read it several times over. Chinchilla's runs never
+# saw a token twice. Repeated data is worth less than fresh data, so the law we fit describes this corpus with
+# its repetition; section 4 measures how far train and validation losses drift apart as the epochs grow.
+#
+# ## 4 · Running the sweep
+#
+# `run_sweep(grid, folder)` trains every point with `scratchlm.training.train`: no training loop of its own,
+# the library's callbacks for its progress bar, the library's checkpoints every quarter of a run. A finished
+# run is appended as one line of JSON to `folder/results.jsonl`, with its config, N, D, C, final and best
+# validation loss, epochs, loss curve and wall time. Calling it again skips the runs that are done and
+# continues an interrupted one from its checkpoint; the command line does the same:
+#
+# ```bash
+# python -m scratchlm sweep --grid cpu --out runs/scaling     # Ctrl-C, or a crash, then the same command again
+# python -m scratchlm sweep --report runs/scaling             # the fits of sections 5-7, and the plots
+# ```
+#
+# To see the resumption at work we interrupt the sweep on purpose: a callback stops the third run halfway (as
+# Ctrl-C would: the step finishes, a checkpoint is written, `TrainingInterrupted` is raised). Then we call
+# `run_sweep` again.
+
+# %%
+from scratchlm.scaling import read_results
+from scratchlm.training import Callback, TrainingInterrupted
+
+
+class StopHalfway(Callback):
+    """Stop the run of `key` after half its steps, as Ctrl-C would."""
+
+    def __init__(self, key: str, steps: int):
+        self.key, self.steps = key, steps
+
+    def on_step(self, run, result):
+        if Path(run.out_dir).name == self.key and run.step == self.steps // 2:
+            run.stop = True
+
+
+SWEEP_DIR = Path(tempfile.mkdtemp(prefix="scratchlm-10-"))
+victim = points[2]
+start = time.perf_counter()
+try:
+    run_sweep(grid, SWEEP_DIR, splits=splits, device=device, callbacks=[StopHalfway(victim.key, victim.steps)])
+except TrainingInterrupted as e:
+    print(f"interrupted: {e}")
+print(
+    f"finished: {[r['key'] for r in read_results(SWEEP_DIR)]}; checkpoint of {victim.key}: "
+    f"{(SWEEP_DIR / 'points' / victim.key / 'ckpt.pt').is_file()}"
+)
+
+# %%
+records = run_sweep(grid, SWEEP_DIR, splits=splits, device=device)
+sweep_seconds = time.perf_counter() - start
+resumed = next(r for r in records if r["key"] == victim.key)
+assert len(records) == len(points) and resumed["resumed_from_step"] > 0
+print(f"{victim.key} continued from step {resumed['resumed_from_step']} of {victim.steps}")
+load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+print(f"the whole sweep: {len(records)} runs, {sweep_seconds / 60:.1f} min on {WHERE} (load average {load:.1f})")
+
+# %% [markdown]
+# The first two runs were not repeated, the third continued from the checkpoint written when it stopped, and
+# because a checkpoint holds every random state, it ended exactly where an uninterrupted run ends (the library's
+# tests check that, and that killing the command line with SIGKILL loses at most the steps since the last
+# checkpoint).
+#
+# The runs, with the caveat measured: the epochs of training text each saw, and the gap between the final
+# training and validation losses (both on 50 fixed batches).
+
+# %%
+print(f"{'run':<18}{'N':>10}{'D':>12}{'C':>10}{'epochs':>8}{'train':>8}{'val':>8}{'gap':>7}{'s':>6}")
+for r in records:
+    print(
+        f"{r['key']:<18}{r['params']:>10,}{r['tokens']:>12,}{r['flops']:>10.2e}{r['epochs']:>8.2f}"
+        f"{r['final_train_loss']:>8.3f}{r['final_val_loss']:>8.3f}"
+        f"{r['final_val_loss'] - r['final_train_loss']:>7.3f}{r['wall_s']:>6.0f}"
+    )
+
+fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+gaps = np.array([r["final_val_loss"] - r["final_train_loss"] for r in records])
+epochs = np.array([r["epochs"] for r in records])
+sc = ax.scatter(epochs, gaps, c=np.log10([r["params"] for r in records]), cmap="viridis")
+fig.colorbar(sc, label="log10 N")
+ax.set(
+    xscale="log",
+    xlabel="epochs of the training split",
+    ylabel="val loss − train loss",
+    title="how much each run overfits",
+)
+ax.grid(alpha=0.3)
+plt.show()
+
+# %% [markdown]
+# DESCRIBE_GAP
+#
+# ## 5 · Loss against compute
+#
+# Each colour is one model size; its dots are its runs at the different budgets, the faint lines its
+# evaluations during each run. The dashed line is the **compute frontier**: the lowest loss reached at each
+# budget, by whichever size reached it.
+
+# %%
+from scratchlm.scaling.plots import plot_isoflops, plot_loss_vs_flops, plot_optimal_scaling
+
+fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+plot_loss_vs_flops(ax, records)
+plt.show()
+for budget in grid.budgets:
+    best = min((r for r in records if r["budget"] == budget), key=lambda r: r["final_val_loss"])
+    print(
+        f"C = {budget:.0e}: best {best['key']} (N = {best['params']:,}, D = {best['tokens']:,}), "
+        f"val {best['final_val_loss']:.3f}"
+    )
+
+# %% [markdown]
+# DESCRIBE_FRONTIER
+#
+# ## 6 · Approach 2: isoFLOP profiles
+#
+# At one budget, the final loss against log N is a valley: too small a model is limited by its size, too large
+# a one by its data. Near the bottom any smooth valley looks like a parabola, so fit one in ln N and take its
+# vertex as the compute-optimal size N*(C). By hand, for the largest budget:
+
+# %%
+largest = max(grid.budgets)
+at_largest = sorted((r for r in records if r["budget"] == largest), key=lambda r: r["params"])
+u = np.log([r["params"] for r in at_largest])
+c2, c1, c0 = np.polyfit(u, [r["final_val_loss"] for r in at_largest], 2)
+vertex = math.exp(-c1 / (2 * c2)) if c2 > 0 else float("nan")
+print(f"C = {largest:.0e}: loss ≈ {c2:.4f}·(ln N)² {c1:+.4f}·ln N {c0:+.3f}; vertex at N* = {vertex:,.0f}")
+
+# %% [markdown]
+# `fit_isoflops` does that for every budget (and the same in ln D, for D*), marks a profile *invalid* when its
+# parabola opens downwards or its vertex lies outside the sizes that were run (an extrapolated minimum is not a
+# measurement), and fits power laws $N^* = k\,C^a$ and $D^* = k'\,C^b$ through the valid minima.
+
+# %%
+from scratchlm.scaling import fit_sweep
+
+fit = fit_sweep(records)
+profile = next(p for p in fit.isoflops.profiles if p.budget == largest)
+assert math.isnan(vertex) or abs(profile.n_opt / vertex - 1) < 1e-9
+for p in fit.isoflops.profiles:
+    state = "" if p.valid else "   (no minimum inside the sizes run: left out)"
+    print(
+        f"C = {p.budget:.0e}: N* = {p.n_opt:>9,.0f}, D* = {p.d_opt:>11,.0f}, D*/N* = {p.d_opt / p.n_opt:5.1f}, "
+        f"L* = {p.loss_opt:.3f}{state}"
+    )
+iso = fit.isoflops
+if iso.n_opt is not None:
+    print(
+        f"N* ∝ C^{iso.n_opt.exponent:.2f} and D* ∝ C^{iso.d_opt.exponent:.2f}   "
+        f"(Chinchilla: 0.50 and 0.50; Kaplan: {KAPLAN_A} and {1 - KAPLAN_A:.2f})"
+    )
+
+fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
+plot_isoflops(axes[0], iso)
+plot_optimal_scaling(axes[1], axes[2], iso)
+plt.show()
+
+# %% [markdown]
+# DESCRIBE_APPROACH2
+#
+# ## 7 · Approach 3: the loss surface L(N, D)
+#
+# Approach 3 fits $L(N, D) = E + A/N^\alpha + B/D^\beta$ to every run at once. Hoffmann et al. minimise the
+# Huber loss (δ = 10⁻³, quadratic for small residuals, linear for large ones, so a few odd runs do not pull
+# the fit) between the predicted and the measured *log* loss, with L-BFGS started from a grid of values of
+# (ln A, ln B, ln E, α, β), keeping the best. `fit_loss_law` does that: it scores all 4,500 starting points of
+# their grid and runs L-BFGS from the best few. The objective it minimised, written out by hand at its answer:
+
+# %%
+law_fit = fit.loss_law
+law = law_fit.law
+measured = np.array([r["final_val_loss"] for r in records])
+residual = np.log(law([r["params"] for r in records], [r["tokens"] for r in records])) - np.log(measured)
+delta = 1e-3
+huber = np.where(np.abs(residual) <= delta, 0.5 * residual**2, delta * (np.abs(residual) - 0.5 * delta))
+assert abs(huber.sum() - law_fit.objective) < 1e-9
+print(f"L(N, D) = {law.E:.3f} + {law.A:.4g}/N^{law.alpha:.3f} + {law.B:.4g}/D^{law.beta:.3f}")
+print(
+    f"sum of Huber terms {huber.sum():.3g}; {law_fit.converged_starts} of {law_fit.starts} L-BFGS starts "
+    f"reached it; the law misses the runs by {np.abs(residual).mean():.2%} on average "
+    f"(at most {np.abs(residual).max():.2%})"
+)
+print(
+    f"a = β/(α+β) = {law.a:.2f}, b = α/(α+β) = {law.b:.2f}   (Hoffmann et al. {CHINCHILLA.a:.2f}, "
+    f"Besiroglu et al. {BESIROGLU.a:.2f}; approach 2 above: "
+    f"{iso.n_opt.exponent if iso.n_opt is not None else float('nan'):.2f})"
+)
+
+# %% [markdown]
+# DESCRIBE_APPROACH3
+#
+# ## 8 · The prediction
+#
+# A law is worth something if it predicts. So: fit approach 3 on every budget **except the largest**, ask it
+# which model of our shape rule is compute-optimal at the largest budget and what loss it will reach, and only
+# then train that model. `predicted_optimum` evaluates the fitted law for every width the shape rule allows
+# (multiples of 16) on that budget, with the tokens the budget buys each of them, counting FLOPs as the sweep
+# does.
+
+# %%
+from scratchlm.scaling import predicted_optimum, run_point
+
+held_out = fit_sweep(records, budgets=[c for c in grid.budgets if c != largest])
+held_law = held_out.loss_law.law
+ranked = predicted_optimum(held_law, grid, largest, VOCAB)
+chosen, predicted = ranked[0]
+print(
+    f"fit on C < {largest:.0e}: L(N, D) = {held_law.E:.3f} + {held_law.A:.4g}/N^{held_law.alpha:.3f} + "
+    f"{held_law.B:.4g}/D^{held_law.beta:.3f}"
+)
+print(
+    f"predicted optimum at C = {largest:.0e}: width {chosen.width} (N = {chosen.params:,}, D = {chosen.tokens:,}), "
+    f"loss {predicted:.3f}; runner-up width {ranked[1][0].width} at {ranked[1][1]:.3f}"
+)
+if held_out.isoflops.n_opt is not None:
+    print(f"(approach 2 on the same runs extrapolates N* = {held_out.isoflops.n_opt(largest):,.0f})")
+
+# %% [markdown]
+# Now train it. (If the predicted optimum is one of the sweep's own widths, the sweep has already trained
+# exactly this run, with the same seed; it was left out of the fit, so its result is just as much a test.)
+
+# %%
+start = time.perf_counter()
+already = next((r for r in at_largest if r["key"] == chosen.key), None)
+if already is None:
+    outcome = run_point(chosen, SWEEP_DIR / "prediction" / chosen.key, splits=splits, device=device)
+    print(f"trained {chosen.key} in {time.perf_counter() - start:.0f} s")
+else:
+    outcome = already
+    print(f"{chosen.key} is a run of the sweep (held out of the fit)")
+measured_loss = outcome["final_val_loss"]
+print(
+    f"measured {measured_loss:.3f}, predicted {predicted:.3f}: difference {measured_loss - predicted:+.3f} nats "
+    "(goal: within 0.05)"
+)
+print("the sweep's own runs at this budget, predicted by the same held-out fit:")
+for r in at_largest:
+    guess = float(held_law(r["params"], r["tokens"]))
+    print(
+        f"  {r['key']:<18} predicted {guess:.3f}  measured {r['final_val_loss']:.3f}  "
+        f"difference {r['final_val_loss'] - guess:+.3f}"
+    )
+best_run = min(at_largest, key=lambda r: r["final_val_loss"])
+print(f"best run of the sweep at this budget: {best_run['key']}, {best_run['final_val_loss']:.3f}")
+assert math.isfinite(measured_loss) and math.isfinite(predicted)
+
+# %% [markdown]
+# DESCRIBE_PREDICTION
+#
+# ## 9 · The learning rate moves with width
+#
+# Every run above used the grid's learning-rate rule. Where does it come from, and why does it matter? Under
+# the **standard parameterisation** (SP) of the earlier lessons, weights are initialised with a fixed standard
+# deviation and Adam moves every weight by about the learning rate per step whatever the width. In a wider
+# layer, many more such changes add up in each output, so the same learning rate changes a wide model's
+# function more than a narrow one's, and the best learning rate falls as the width grows. Sweep it at two
+# widths, with the same number of tokens for both:
+
+# %%
+from scratchlm.training import evaluate, train
+
+LR_WIDTHS = pick(smoke=(16, 48), cpu=(16, 64))
+LRS = pick(smoke=(3e-3, 1e-2, 3e-2), cpu=(3e-3, 6e-3, 1.2e-2, 2.4e-2, 4.8e-2))
+LR_STEPS = pick(smoke=40, cpu=600)
+lr_losses = {}
+start = time.perf_counter()
+for width in LR_WIDTHS:
+    base = grid.point(width, largest, VOCAB).config  # the sweep's recipe for this width, then its length and lr
+    for lr in LRS:
+        config = base.replace(
+            max_iters=LR_STEPS,
+            learning_rate=lr,
+            min_lr=lr * grid.min_lr_fraction,
+            warmup_iters=round(grid.warmup_fraction * LR_STEPS),
+            eval_interval=LR_STEPS,
+        )
+        result = train(config, splits=splits, device=device)
+        final = evaluate(result.model, {"val": splits.val}, config.replace(eval_iters=grid.final_eval_iters), device)
+        lr_losses[width, lr] = final["val"]
+print(f"{LR_STEPS} steps of {grid.tokens_per_step:,} tokens per run, {WHERE}, {time.perf_counter() - start:.0f} s")
+print(f"{'lr':>8}" + "".join(f"{f'width {w}':>12}" for w in LR_WIDTHS))
+for lr in LRS:
+    print(f"{lr:>8g}" + "".join(f"{lr_losses[w, lr]:>12.3f}" for w in LR_WIDTHS))
+best_lr = {w: min(LRS, key=lambda lr: lr_losses[w, lr]) for w in LR_WIDTHS}
+print(
+    "best: "
+    + ", ".join(f"width {w}: {lr:g}" for w, lr in best_lr.items())
+    + "; the grid's rule gives "
+    + ", ".join(f"{grid.peak_lr(w):.4f}" for w in LR_WIDTHS)
+)
+
+fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+for width in LR_WIDTHS:
+    ax.plot(LRS, [lr_losses[width, lr] for lr in LRS], "o-", label=f"width {width}")
+    ax.axvline(grid.peak_lr(width), color=ax.lines[-1].get_color(), ls=":", lw=1)
+ax.set(
+    xscale="log",
+    xlabel="peak learning rate",
+    ylabel="validation loss",
+    title=f"{LR_STEPS} steps, standard parameterisation",
+)
+ax.grid(alpha=0.3, which="both")
+ax.legend()
+plt.show()
+assert all(math.isfinite(v) for v in lr_losses.values())
+
+# %% [markdown]
+# DESCRIBE_LR
+#
+# This is the third of Porian et al.'s factors in miniature: a learning rate tuned for one size is wrong for
+# another, so a sweep that reuses one setting everywhere penalises some sizes and bends the fitted exponents.
+# The remedies are to tune per size (expensive: a sweep inside the sweep), to fit a rule like ours, or to
+# change the parameterisation so that the best learning rate stops moving: **μP** (the maximal update
+# parameterisation, Yang et al. 2022) scales initialisations and per-layer learning rates with width so that
+# hyperparameters tuned on a narrow model transfer to a wide one (exercise 4).
+
+# %%
+import shutil
+
+shutil.rmtree(SWEEP_DIR)  # the lesson's runs are not needed any more (the CLI keeps its own in runs/)
+
+# %% [markdown]
+# ## Summary
+#
+# - A **scaling law** fits power laws to the losses of many runs so that the best split of a compute budget
+#   C between parameters N and tokens D can be read off, and the loss of runs not yet made predicted.
+# - **Kaplan et al.** found $N^* \propto C^{0.73}$; **Chinchilla** found $N^* \propto C^{0.5}$ (about 20 tokens
+#   per parameter) by three methods; **Besiroglu et al.** showed that Chinchilla's published approach-3
+#   constants were fitted badly and refitted them in line with the other two methods; **Porian et al.**
+#   traced the Kaplan–Chinchilla gap to last-layer FLOPs, warmup and untuned optimizer settings.
+# - Training costs **6N + 12·L·T·C** FLOPs per token (N with the tied output layer, without the position
+#   table; attention's full T × T square, twice its causal half), which `FlopCounterMode` confirms. At our
+#   sizes attention and the output layer are a large share of the compute.
+# - `run_sweep` trains a grid of widths × budgets with the library's `train`, each run with its own schedule,
+#   appends one JSON line per run and resumes after an interruption; `python -m scratchlm sweep` does the same
+#   from the command line, and `--report` fits and plots.
+# - **Approach 2** (parabolas through isoFLOP profiles, then power laws through their minima) and **approach 3**
+#   (a Huber fit of $L = E + A/N^\alpha + B/D^\beta$) gave the exponents printed in sections 6 and 7 for
+#   characters of Tiny Shakespeare; the held-out prediction of section 8 is the test of the fit.
+# - Under the standard parameterisation the best learning rate falls with width, so results tuned at one size
+#   must be re-tuned (or the model re-parameterised, μP) at another.
+#
+# ## Exercises
+#
+# 1. **Kaplan's form.** Fit $L(N, D) = \left[(N_c/N)^{\alpha_N/\alpha_D} + D_c/D\right]^{\alpha_D}$ (Kaplan et
+#    al.'s joint law) to the same records, with N counted Kaplan's way (`params_kaplan` in each record). Which
+#    fits the runs better, and what compute-optimal exponent does it imply?
+# 2. **BPE tokens.** Repeat the sweep on lesson 06's BPE tokens (`SweepGrid(data=...)` with a tokenizer in the
+#    run's config). A token now carries several characters: compare the laws in bits per character, not nats
+#    per token. Does the optimal tokens-per-parameter ratio change?
+# 3. **A third width.** Add a width between the two of section 9 and fit the best learning rate against width
+#    as a power law. Set `lr_exponent` from it, rerun the sweep and see whether the fitted exponents move.
+# 4. **μP.** Scale the output layer's logits by `base_width / width` and give the hidden matrices a learning
+#    rate ∝ 1/width (Yang et al. 2022). Repeat section 9: does the best learning rate stop moving?
