@@ -149,13 +149,15 @@ def test_approach_2_recovers_the_exponents_from_noisy_isoflop_profiles():
 
 def test_approach_2_minima_are_nearly_exact_without_noise():
     """A parabola in log N is only the valley's second-order approximation: with runs ±0.6 decades around the
-    optimum of a law with α ≠ β its minimum is 1.5% off, the same at every budget, so the exponents stay exact."""
+    optimum of a law with α ≠ β its minimum is 1.5% off, the same at every budget, so the exponents stay exact.
+    D* is what the budget buys N*: C / 6N* here."""
     budgets, sizes, tokens = isoflop_design(CHINCHILLA, np.logspace(18, 21, 4))
     fit = fit_isoflops(budgets, sizes, tokens, CHINCHILLA(sizes, tokens))
     for profile in fit.profiles:
         n_true, d_true = CHINCHILLA.compute_optimal(profile.budget)
         assert profile.n_opt == pytest.approx(n_true, rel=0.02)
         assert profile.d_opt == pytest.approx(d_true, rel=0.02)
+        assert profile.d_opt == pytest.approx(profile.budget / (6 * profile.n_opt), rel=1e-9)
     assert fit.n_opt.exponent == pytest.approx(CHINCHILLA.a, rel=1e-6)
 
 
@@ -203,8 +205,12 @@ def test_compute_optimal_closed_form_minimises_the_law_on_its_budget():
 def test_grid_points_spend_their_budget_on_their_own_schedule():
     grid = sweep_grid("cpu")
     points = grid.points(vocab_size=65)
-    assert len(points) == len(grid.widths) * len(grid.budgets)
     assert len({p.key for p in points}) == len(points)
+    small_budget = grid.replace(budgets=(1e10, *grid.budgets))  # too small for the widest models
+    everything = [small_budget.point(w, c, 65) for w in grid.widths for c in small_budget.budgets]
+    kept = small_budget.points(vocab_size=65)
+    assert {p.key for p in kept} == {p.key for p in everything if p.steps >= grid.min_steps}
+    assert len(kept) < len(everything)
     for p in points:
         assert p.model.n_layer == grid.depth and p.model.n_embd == p.width
         assert p.model.n_head * grid.head_size == p.width

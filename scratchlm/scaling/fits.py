@@ -1,8 +1,8 @@
 """Fitting scaling laws to measured losses, the two ways Hoffmann et al. (2022, "Chinchilla") did.
 
 Approach 2, isoFLOP profiles: at each compute budget C, the final loss of models of different sizes traces a
-valley in log N; a parabola through it has its minimum at the compute-optimal size N*(C) (and, through the
-same runs' token counts, D*(C)). Power laws through those minima give N* ∝ C^a and D* ∝ C^b.
+valley in log N; a parabola through it has its minimum at the compute-optimal size N*(C), and D*(C) is what the
+budget buys a model of that size. Power laws through those minima give N* ∝ C^a and D* ∝ C^b.
 
     profiles = [fit_isoflop(budget, sizes, tokens, losses) for each budget]
     n_law = fit_power_law(budgets, [p.n_opt for p in profiles])          # N*(C) = k · C^a
@@ -116,10 +116,10 @@ def fit_parabola(x: ArrayLike, losses: ArrayLike) -> Parabola:
 
 @dataclass(frozen=True)
 class IsoFLOPProfile:
-    """The runs of one compute budget, and the parabolas through their losses in ln N and in ln D.
+    """The runs of one compute budget and the parabola through their losses in ln N.
 
-    `valid`: both parabolas open upwards and their minima lie inside the sizes (and token counts) that were
-    run; an extrapolated minimum is not a measurement, so invalid profiles are left out of the power laws.
+    `valid`: the parabola opens upwards and its minimum lies inside the sizes that were run; an extrapolated
+    minimum is not a measurement, so invalid profiles are left out of the power laws.
     """
 
     budget: float
@@ -127,7 +127,6 @@ class IsoFLOPProfile:
     tokens: np.ndarray
     losses: np.ndarray
     n_curve: Parabola
-    d_curve: Parabola
 
     @property
     def n_opt(self) -> float:
@@ -135,7 +134,13 @@ class IsoFLOPProfile:
 
     @property
     def d_opt(self) -> float:
-        return self.d_curve.argmin
+        """The tokens the budget buys a model of N* parameters: ln D interpolated in ln N through the runs
+        (a quadratic, exact for C = 6ND and for attention's extra term alike)."""
+        if not self.n_curve.has_minimum:
+            return math.nan
+        u = np.log(self.sizes)
+        coeffs = np.polyfit(u, np.log(self.tokens), min(2, len(u) - 1))
+        return float(np.exp(np.polyval(coeffs, math.log(self.n_opt))))
 
     @property
     def loss_opt(self) -> float:
@@ -143,28 +148,20 @@ class IsoFLOPProfile:
 
     @property
     def valid(self) -> bool:
-        inside_n = self.sizes.min() <= self.n_opt <= self.sizes.max()
-        inside_d = self.tokens.min() <= self.d_opt <= self.tokens.max()
-        return self.n_curve.has_minimum and self.d_curve.has_minimum and bool(inside_n and inside_d)
+        return self.n_curve.has_minimum and bool(self.sizes.min() <= self.n_opt <= self.sizes.max())
 
 
 def fit_isoflop(budget: float, sizes: ArrayLike, tokens: ArrayLike, losses: ArrayLike) -> IsoFLOPProfile:
-    """Approach 2 at one budget: parabolas of the final losses in ln N and in ln D, and their minima.
+    """Approach 2 at one budget: the parabola of the final losses in ln N, its minimum N*, and D* the tokens
+    of a model of N* on this budget.
 
-    Chinchilla derives D* = C / 6N*; with attention counted in C (`scratchlm.scaling.flops`) a model's tokens are
-    not exactly C / 6N, so D* comes from the same runs' own token counts instead.
+    Chinchilla takes D* = C / 6N*; with attention counted in C (`scratchlm.scaling.flops`) a model's tokens are
+    not exactly C / 6N, so D* is read off the runs' own (N, D) pairs instead.
     """
     sizes, tokens, losses = _positive_arrays(sizes=sizes, tokens=tokens, losses=losses)
     order = np.argsort(sizes)
     sizes, tokens, losses = sizes[order], tokens[order], losses[order]
-    return IsoFLOPProfile(
-        budget=float(budget),
-        sizes=sizes,
-        tokens=tokens,
-        losses=losses,
-        n_curve=fit_parabola(sizes, losses),
-        d_curve=fit_parabola(tokens, losses),
-    )
+    return IsoFLOPProfile(float(budget), sizes, tokens, losses, fit_parabola(sizes, losses))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 from scratchlm.files import atomic_write
 from scratchlm.scaling.fits import IsoFLOPFit
@@ -91,6 +92,8 @@ def plot_optimal_scaling(ax_n, ax_d, fit: IsoFLOPFit, extra: Sequence[tuple[floa
         for exponent, style, who in ((ours_to_ref[0], ":", "Kaplan"), (ours_to_ref[1], "--", "Chinchilla")):
             ax.plot(span, values[0] * (span / c[0]) ** exponent, style, color="gray", label=f"{who}: C^{exponent:.2f}")
         ax.set(xscale="log", yscale="log", xlabel="training FLOPs C", title=f"{name}(C)")
+        ax.set_xticks(c, [f"{budget:.0e}" for budget in c])  # the budgets run, rather than powers of ten
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3, which="both")
     for budget, n, d, label in extra:
         ax_n.plot(budget, n, "s", color="C3", label=label)
