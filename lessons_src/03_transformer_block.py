@@ -475,8 +475,10 @@ plt.show()
 # about five times larger than the residual stack's, because each LayerNorm divides by the scale of its input,
 # which is small here, and so amplifies the gradient flowing back through it. Vanishing gradients are not what
 # breaks it at step 0. Right: training breaks it. Within about 50 steps its loss stalls on the unigram line,
-# and at the last step (middle) its gradient falls from block to block by thirteen orders of magnitude in
-# all, from about 0.1 at the last block to about 10⁻¹³ at the first: the early blocks have stopped learning.
+# and at the last step (middle) its gradient falls from block to block by about eight orders of magnitude in
+# all, from about 0.1 at the last block to under 10⁻⁸ at the first: the early blocks have stopped learning. (How
+# far it falls is rounding-sensitive, since the stalled model is degenerate; an earlier run of this notebook with
+# other matrix-product kernels reached 10⁻¹³.)
 # The residual stack's gradients differ by a factor of ten from top to bottom, and its loss keeps falling.
 #
 # Why does the plain stack stall exactly at the unigram loss? Ask how different the vectors that reach `ln_f`

@@ -641,9 +641,9 @@ for name in dict.fromkeys([best, "char"]):
 
 # %% [markdown]
 # Neither is Shakespeare, as losses of this size predict, but they fail differently. The BPE sample is made mostly
-# of real words and names (ELIZABETH, ISABELLA, BRUTUS, BUCKINGHAM, Gloucester) in the speaker-colon layout of
-# the play; its mistakes are words glued together from the wrong pieces ("goowv", "daimmer"), a mistake at the
-# level of tokens. The character model has the layout as well, but beyond the short common words ("the", "my",
+# of real words and names (BRUTUS, VOLUMNIA, BUCKINGHAM, ELIZABETH, Gloucester) in the speaker-colon layout of
+# the play; its mistakes are words glued together from the wrong pieces ("attgansage", "himriveren"), a mistake
+# at the level of tokens. The character model has the layout as well, but beyond the short common words ("the", "my",
 # "you") it spells few real ones: it has to get every letter right, one step at a time.
 #
 # ## 7 · What the numbers show
@@ -666,13 +666,13 @@ for name, row in summary.items():
     )
 
 # %% [markdown]
-# - **Per byte, every BPE vocabulary beats characters**, by 9 to 14%, and the largest is best: 2.71 bits per
-#   byte against 3.17. The spread between seeds (±0.005 to ±0.05) is far smaller than that.
+# - **Per byte, every BPE vocabulary beats characters**, by 9 to 15%, and the largest is best: 2.70 bits per
+#   byte against 3.17. The spread between seeds (±0.003 to ±0.09) is smaller than that.
 # - **Not in proportion to the vocabulary.** BPE 512 and 1024 are level: the two seeds disagree on their order
-#   (BPE 512's seeds alone differ by 0.1). Only 2048 pulls clear of both.
-# - **The steps bought more text.** A BPE 2048 step costs 1.26x a character step here (1.44x the FLOPs: the output
+#   (BPE 512's seeds alone differ by almost 0.2). Only 2048 pulls clear of both.
+# - **The steps bought more text.** A BPE 2048 step costs 1.21x a character step here (1.44x the FLOPs: the output
 #   layer and its softmax have 2048 entries), but each of its tokens is 3.15 bytes of the training text, so at
-#   equal steps it read three times as much of the play, 2.5x as much per second of training. At this budget,
+#   equal steps it read three times as much of the play, 2.6x as much per second of training. At this budget,
 #   with every model far from converged, that is the likeliest source of most of its advantage.
 # - **Not context.** Sliding windows barely change any score, and the loss-by-context curves are flat after a few
 #   tokens: none of these models uses much of its context yet, so the longer stretch of text a BPE context covers
@@ -696,7 +696,7 @@ for name, row in summary.items():
 # - "Same compute" at a fixed body and step count still differs: a bigger vocabulary costs embedding
 #   parameters and output-layer FLOPs per token, and gives each step more text and more context.
 # - At this scale and budget (4 layers, 80 channels, 600 steps), every BPE vocabulary beats characters per
-#   byte, by 9 to 14%, BPE 2048 the most: its step costs 1.26x a character step and covers 3.15x the text.
+#   byte, by 9 to 15%, BPE 2048 the most: its step costs 1.21x a character step and covers 3.15x the text.
 #
 # ## Exercises
 #

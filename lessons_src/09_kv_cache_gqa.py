@@ -578,7 +578,7 @@ for run in runs.values():  # every variant learned something
 # %% [markdown]
 # All three learn at the same pace (left). At the end of the run stored here (`cpu` preset, 800 steps, seed
 # 1337) MHA is ahead of MQA, which has a quarter of its cache, by about 0.03 of validation loss, and GQA, with
-# half the cache, is within 0.01 of MHA. Differences this small are close to what a different seed would change
+# half the cache, is about 0.015 behind MHA. Differences this small are close to what a different seed would change
 # (exercise 4 measures it; in an earlier run of this lesson on another machine GQA even came out behind MQA). At
 # this size and budget, sharing key/value heads costs little; it also removes parameters (the table's third
 # column), so part of any gap is simply a smaller model.

@@ -34,40 +34,18 @@ class TritonUnavailableError(ScratchLMError):
     """Triton is not installed, or cannot run on these tensors (CPU tensors without the interpreter)."""
 
 
+# lesson 07 prints this kernel: its arguments are grouped by tensor, a line each, on purpose
+# fmt: off
 def attention_forward_kernel(
-    Q,
-    K,
-    V,
-    Out,
-    LSE,
-    stride_qb,
-    stride_qh,
-    stride_qt,
-    stride_qd,
-    stride_kb,
-    stride_kh,
-    stride_kt,
-    stride_kd,
-    stride_vb,
-    stride_vh,
-    stride_vt,
-    stride_vd,
-    stride_ob,
-    stride_oh,
-    stride_ot,
-    stride_od,
-    H,
-    T_q,
-    T_k,
-    scale,
-    HEAD_DIM: tl.constexpr,
-    HEAD_DIM_V: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    BLOCK_DV: tl.constexpr,
-    IS_CAUSAL: tl.constexpr,
-    INPUT_PRECISION: tl.constexpr,
+    Q, K, V, Out, LSE,
+    stride_qb, stride_qh, stride_qt, stride_qd,
+    stride_kb, stride_kh, stride_kt, stride_kd,
+    stride_vb, stride_vh, stride_vt, stride_vd,
+    stride_ob, stride_oh, stride_ot, stride_od,
+    H, T_q, T_k, scale,
+    HEAD_DIM: tl.constexpr, HEAD_DIM_V: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+    IS_CAUSAL: tl.constexpr, INPUT_PRECISION: tl.constexpr,
 ):
     """One program: BLOCK_M query rows of one (batch, head). `triton.jit` is applied on first use (`_kernel`)."""
     pid_m = tl.program_id(0)  # which block of query rows
@@ -82,11 +60,8 @@ def attention_forward_kernel(
     v_base = V + b * stride_vb + h * stride_vh
 
     # this program's queries stay loaded for the whole loop; padding rows/columns read as 0
-    q = tl.load(
-        q_base + rows[:, None] * stride_qt + offs_d[None, :] * stride_qd,
-        mask=(rows[:, None] < T_q) & (offs_d[None, :] < HEAD_DIM),
-        other=0.0,
-    )
+    q = tl.load(q_base + rows[:, None] * stride_qt + offs_d[None, :] * stride_qd,
+                mask=(rows[:, None] < T_q) & (offs_d[None, :] < HEAD_DIM), other=0.0)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)  # running max of each row's scores
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)  # running sum of exp(score - m_i)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)  # running sum of exp(score - m_i) * v
@@ -95,11 +70,8 @@ def attention_forward_kernel(
     hi = tl.minimum((pid_m + 1) * BLOCK_M, T_k) if IS_CAUSAL else T_k
     for start_n in range(0, hi, BLOCK_N):
         cols = start_n + offs_n
-        k_t = tl.load(
-            k_base + cols[None, :] * stride_kt + offs_d[:, None] * stride_kd,  # (BLOCK_D, BLOCK_N)
-            mask=(cols[None, :] < T_k) & (offs_d[:, None] < HEAD_DIM),
-            other=0.0,
-        )
+        k_t = tl.load(k_base + cols[None, :] * stride_kt + offs_d[:, None] * stride_kd,  # (BLOCK_D, BLOCK_N)
+                      mask=(cols[None, :] < T_k) & (offs_d[:, None] < HEAD_DIM), other=0.0)
         s = tl.dot(q, k_t, input_precision=INPUT_PRECISION) * scale
         visible = cols[None, :] < T_k
         if IS_CAUSAL:
@@ -110,11 +82,8 @@ def attention_forward_kernel(
         p = tl.exp(s - m_new[:, None])
         alpha = tl.exp(m_i - m_new)  # rescales everything accumulated under the old max
         l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(
-            v_base + cols[:, None] * stride_vt + offs_dv[None, :] * stride_vd,
-            mask=(cols[:, None] < T_k) & (offs_dv[None, :] < HEAD_DIM_V),
-            other=0.0,
-        )
+        v = tl.load(v_base + cols[:, None] * stride_vt + offs_dv[None, :] * stride_vd,
+                    mask=(cols[:, None] < T_k) & (offs_dv[None, :] < HEAD_DIM_V), other=0.0)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=INPUT_PRECISION)
         m_i = m_new
 
@@ -122,6 +91,7 @@ def attention_forward_kernel(
     o_ptrs = Out + b * stride_ob + h * stride_oh + rows[:, None] * stride_ot + offs_dv[None, :] * stride_od
     tl.store(o_ptrs, acc.to(Out.dtype.element_ty), mask=(rows[:, None] < T_q) & (offs_dv[None, :] < HEAD_DIM_V))
     tl.store(LSE + pid_bh * T_q + rows, m_i + tl.log(l_i), mask=rows < T_q)
+# fmt: on
 
 
 def triton_attention(
@@ -203,29 +173,18 @@ def triton_forward(
     lse = torch.empty(B, H, T_q, dtype=torch.float32, device=q.device)
     grid = (triton.cdiv(T_q, block_m), B * H)
     with torch.cuda.device(q.device) if q.device.type == "cuda" else contextlib.nullcontext():
+        # fmt: off
         _kernel()[grid](
-            q,
-            k,
-            v,
-            out,
-            lse,
-            *q.stride(),
-            *k.stride(),
-            *v.stride(),
-            *out.stride(),
-            H,
-            T_q,
-            T_k,
-            scale,
-            HEAD_DIM=D,
-            HEAD_DIM_V=D_v,
-            BLOCK_M=block_m,
-            BLOCK_N=block_n,
-            BLOCK_D=max(16, triton.next_power_of_2(D)),
-            BLOCK_DV=max(16, triton.next_power_of_2(D_v)),
+            q, k, v, out, lse,
+            *q.stride(), *k.stride(), *v.stride(), *out.stride(),
+            H, T_q, T_k, scale,
+            HEAD_DIM=D, HEAD_DIM_V=D_v,
+            BLOCK_M=block_m, BLOCK_N=block_n,
+            BLOCK_D=max(16, triton.next_power_of_2(D)), BLOCK_DV=max(16, triton.next_power_of_2(D_v)),
             IS_CAUSAL=causal,
             INPUT_PRECISION="tf32" if allow_tf32 else "ieee",
         )
+        # fmt: on
     return out, lse
 
 
