@@ -81,18 +81,32 @@ def pick(smoke: T, cpu: T, gpu: T | None = None, device: torch.device | None = N
     return cpu
 
 
-def configure_threads(max_threads: int | None = None) -> int:
-    """Use at most `max_threads` intra-op threads (default: every logical CPU, capped at 8).
+def default_threads(cores: int) -> int:
+    """The thread count `configure_threads` uses by default on `cores` CPUs: one less, at least 1, at most 8."""
+    return max(1, min(cores - 1, 8))
 
-    For the small models of this course more threads than CPUs only add synchronisation overhead, and on a
-    machine shared with other jobs even one thread per CPU can be much slower than one thread in all:
-    SCRATCHLM_THREADS=N overrides the default (not an explicit `max_threads`).
+
+def configure_threads(max_threads: int | None = None) -> int:
+    """Use at most `max_threads` intra-op threads (default: `default_threads`, one less than the CPUs).
+
+    Why not every CPU: PyTorch's OpenMP threads meet at a barrier after each parallel operation, hundreds of times
+    per training step of a small model, and a thread that arrives first spins there. With every core in use, a
+    second process on one core makes each barrier wait for a thread the kernel has descheduled. Measured on 2
+    vCPUs (AMD EPYC; `train` on the reference CPU recipe; `bench/train_throughput.py`, bench/README.md): idle,
+    2 threads gave 21,600-22,600 tokens/s and 1 thread 14,800-16,600; with a busy process on one core, 2 threads
+    gave 3,200-4,900 and 1 thread 13,200-13,300. Leaving a core free costs an idle 2-core machine about 30% and
+    spares a shared one a 2.7-4.1x collapse; the default does not depend on the load of the moment, so a run resumed
+    later uses the same thread count and continues exactly. OMP_WAIT_POLICY=PASSIVE (waiting threads sleep) also
+    prevents the collapse but made 2 threads slower than 1 even on an idle machine (15,100 vs 16,000 tokens/s).
+
+    SCRATCHLM_THREADS=N overrides the default (not an explicit `max_threads`); either may use every CPU, as on a
+    2-core machine known to be idle.
     """
     cores = os.cpu_count() or 1
     if max_threads is None and (env := os.environ.get(THREADS_ENV, "").strip()):
         if not env.isdigit() or int(env) < 1:
             raise ConfigError(f"{THREADS_ENV} must be a positive integer, got {env!r}")
         max_threads = int(env)
-    n = max(1, min(max_threads or 8, cores))
+    n = max(1, min(max_threads or default_threads(cores), cores))
     torch.set_num_threads(n)
     return n
