@@ -1,13 +1,15 @@
 """Linear and GELU as the GPT runs them: `nn.Linear` and `nn.GELU` with the same parameters and the same
 functions, computed faster on the CPU.
 
-Where a small GPT's CPU training step spends its time (bench/README.md has the profile and the figures):
+Where the reference CPU recipe's training step spent its time with PyTorch's defaults (bench/README.md has the
+profile and the figures):
 
-- In matrix products, about three quarters of it. PyTorch hands float32 `addmm` and `mm` to MKL, whose kernels
-  run the AVX2 code path on AMD processors even where the processor has AVX-512; oneDNN, the other CPU library
-  PyTorch ships, uses AVX-512 there. `linear` runs the forward product and both backward products through
-  oneDNN's matmul (`torch.ops.mkldnn._linear_pointwise`, the op `torch.compile` emits for CPU linear layers).
-- In the tanh GELU: ATen's CPU `tanh` costs several times its `sigmoid`, and 0.5 * (1 + tanh(z)) = sigmoid(2z)
+- 60% in matrix products. PyTorch hands float32 `mm` and `addmm` to MKL, which does not use its AVX-512 kernels on
+  AMD processors (about 90 GFLOP/s on one core of the benchmark machine, an AVX2 rate); oneDNN, the other CPU
+  library in every PyTorch build, runs AVX-512 there (`ONEDNN_VERBOSE=1`: avx512_core, about 200 GFLOP/s).
+  `linear` runs the forward product and both backward products through oneDNN's matmul
+  (`torch.ops.mkldnn._linear_pointwise`).
+- 11% in the tanh GELU: ATen's CPU `tanh` costs several times its `sigmoid`, and 0.5 * (1 + tanh(z)) = sigmoid(2z)
   gives the same function through the cheaper one (`gelu_tanh`).
 
 Elsewhere (other devices and dtypes, autocast, products too small to repay oneDNN's ~15 us per call, inside
