@@ -31,7 +31,7 @@ def register(subparsers) -> None:
         help="train a GPT on a text corpus (Tiny Shakespeare by default)",
         description=(
             "Train a GPT from a preset: 'smoke' (seconds, for tests), 'cpu' (the best recipe found for about "
-            "100 s on 2 CPU cores) or 'gpu' (the classic 6-layer character-level Shakespeare model). Flags "
+            "two minutes on a 2-core CPU) or 'gpu' (the classic 6-layer character-level Shakespeare model). Flags "
             "override single fields. A checkpoint and metrics.jsonl are written to --out at every evaluation; "
             "a short sample is printed at the end. --resume continues the run in --out with its saved settings "
             "(flags given replace them, e.g. --max-iters to train longer)."
@@ -42,7 +42,7 @@ def register(subparsers) -> None:
         metavar="{" + ",".join(PRESETS) + "}",
         help="starting configuration (default: gpu on a CUDA or MPS device, else cpu)",
     )
-    p.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores, at most 8)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads (default: one less than the CPUs, at least 1, at most 8)")
     add_arguments(p, GPTConfig, title="model")
     add_arguments(p, TrainConfig, title="training")
     p.set_defaults(func=run)
