@@ -29,7 +29,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8)")
     parser.add_argument("--preset", default="cpu", help="model sizes from this training preset (default cpu)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per batch size; the best is kept")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: one less than the CPUs, at least 1, at most 8)")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads (default: one less than the CPUs, at least 1, at most 8)"
+    )
     args = parser.parse_args()
 
     threads = configure_threads(args.threads)

@@ -42,7 +42,9 @@ def register(subparsers) -> None:
         metavar="{" + ",".join(PRESETS) + "}",
         help="starting configuration (default: gpu on a CUDA or MPS device, else cpu)",
     )
-    p.add_argument("--threads", type=positive_int, help="CPU threads (default: one less than the CPUs, at least 1, at most 8)")
+    p.add_argument(
+        "--threads", type=positive_int, help="CPU threads (default: one less than the CPUs, at least 1, at most 8)"
+    )
     add_arguments(p, GPTConfig, title="model")
     add_arguments(p, TrainConfig, title="training")
     p.set_defaults(func=run)
