@@ -300,6 +300,17 @@ def test_sweep_skips_finished_points_and_resumes_an_interrupted_one_exactly(tiny
     assert steps.first_step == {}
 
 
+def test_a_diverging_point_is_recorded_as_diverged_and_left_out_of_the_fits(tiny_grid, tmp_path, capsys):
+    grid = tiny_grid.replace(budgets=(3e8,), learning_rate=1e6, min_lr_fraction=0.0, warmup_fraction=0.0)
+    records = run_sweep(grid, tmp_path, progress=False)
+    assert all(r["diverged"] and r["final_val_loss"] is None for r in records)
+    assert read_results(tmp_path) == records  # finished: a rerun does not try again
+    with pytest.raises(ConfigError, match="no finished runs"):
+        fit_sweep(records)
+    assert main(["sweep", "--report", str(tmp_path)]) == 2
+    assert "no finished runs" in capsys.readouterr().err
+
+
 def test_finished_points_of_other_settings_are_refused(tiny_grid, tmp_path):
     run_sweep(tiny_grid.replace(budgets=(3e8,)), tmp_path, progress=False)
     with pytest.raises(ConfigError, match="other settings"):

@@ -106,9 +106,10 @@ def _default_threads() -> int | None:
 def _runs_table(records: list[dict]) -> str:
     lines = [f"{'run':<18}{'N':>10}{'D':>12}{'C':>10}{'epochs':>8}{'val loss':>10}{'wall s':>8}"]
     for r in records:
+        loss = "diverged" if r.get("final_val_loss") is None else f"{r['final_val_loss']:.4f}"
         lines.append(
             f"{r['key']:<18}{r['params']:>10,}{r['tokens']:>12,}{r['flops']:>10.2e}{r['epochs']:>8.2f}"
-            f"{r['final_val_loss']:>10.4f}{r['wall_s']:>8.1f}"
+            f"{loss:>10}{r['wall_s']:>8.1f}"
         )
     return "\n".join(lines)
 

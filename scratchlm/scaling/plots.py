@@ -32,7 +32,9 @@ def _by_width(records: Sequence[dict[str, Any]]) -> dict[int, list[dict[str, Any
 
 def plot_loss_vs_flops(ax, records: Sequence[dict[str, Any]], loss: str = "final_val_loss") -> None:
     """Final loss against training FLOPs, one colour per model size (each run's evaluations during training as a
-    faint curve behind), and the compute frontier: the lowest loss reached at each budget."""
+    faint curve behind), and the compute frontier: the lowest loss reached at each budget. Runs without a loss
+    (diverged) are left out."""
+    records = [r for r in records if r.get(loss) is not None]
     groups = _by_width(records)
     colors = _colors(len(groups))
     for color, (width, runs) in zip(colors, groups.items(), strict=True):
