@@ -265,6 +265,7 @@ def test_sample_streams_its_text_and_ctrl_c_keeps_it(run_copy):
         [sys.executable, "-m", "scratchlm", "sample", "--ckpt", str(out), "--prompt", "To be",
          "--max-new-tokens", "5000000", "--seed", "1"],
         cwd=ROOT, env={**os.environ, "SCRATCHLM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background job's children ignore it
     )  # fmt: skip
     first = sample.stdout.read(200)  # arrives long before five million tokens are done
     sample.send_signal(signal.SIGINT)

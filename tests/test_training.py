@@ -113,6 +113,7 @@ def test_ctrl_c_saves_the_step_and_resumes_exactly(tmp_path, monkeypatch, tiny_t
     from scratchlm.training import loop, step
 
     common = dict(dropout=0.2, lr_decay_iters=12, eval_interval=4)
+    handler_before = signal.getsignal(signal.SIGINT)  # default, or ignored when run as a background job
     straight = train(tiny_train_config(max_iters=12, **common))
 
     real_get_batch, calls = loop.get_batch, []
@@ -129,7 +130,7 @@ def test_ctrl_c_saves_the_step_and_resumes_exactly(tmp_path, monkeypatch, tiny_t
     with pytest.raises(training.TrainingInterrupted, match="stopped at step 7, checkpoint saved"):
         train(tiny_train_config(max_iters=12, out_dir=out, **common))
     monkeypatch.undo()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was put back
+    assert signal.getsignal(signal.SIGINT) is handler_before  # the handler was put back
 
     resumed = train(tiny_train_config(max_iters=12, out_dir=out, resume=True, **common))
     assert resumed.step_losses == straight.step_losses
