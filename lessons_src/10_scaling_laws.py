@@ -98,15 +98,15 @@ print(f"vocabulary {VOCAB}, {TRAIN_TOKENS:,} training and {len(splits.val):,} va
 # $$L(N, D) = E + \frac{A}{N^\alpha} + \frac{B}{D^\beta},$$
 #
 # with E the loss of an ideal model of the text, A/N^α what a model of finite size loses and B/D^β what
-# finite training loses. All three said that N and D should grow equally fast: $N^* \propto C^{a}$ with
-# $a \approx 0.5$, about **20 tokens per parameter**. Their 70 B-parameter Chinchilla, trained on 1.4 T tokens
+# finite training loses. All three said that N and D should grow at about the same rate: $N^* \propto C^{a}$
+# with a between 0.46 and 0.50, about **20 tokens per parameter**. Their 70 B-parameter Chinchilla, trained on 1.4 T tokens
 # with Gopher's compute, beat the 280 B Gopher. Approach 3 gave E = 1.69, A = 406.4, B = 410.7, α = 0.34,
 # β = 0.28 (their appendix D.2).
 #
 # **Besiroglu et al. (2024)** reconstructed the data of approach 3 from the paper's figures and fitted it
 # again: the published constants fit those data poorly, the reported confidence intervals were far too narrow
-# for about 400 runs, and, they argue, the optimizer stopped early (the Huber loss was averaged, not summed,
-# which shrinks it). Their refit gives $a \approx 0.51$, in line with approaches 1 and 2.
+# for about 400 runs, and, they argue, the optimizer stopped before converging because of the scale of the loss
+# it minimised. Their refit gives $a \approx 0.51$, in line with approaches 1 and 2.
 #
 # **Why did Kaplan and Chinchilla disagree?** Porian et al. (2024) reproduced Kaplan's law and then removed
 # the difference step by step. Three factors explain it: Kaplan counted neither the parameters nor the FLOPs
@@ -720,9 +720,10 @@ shutil.rmtree(SWEEP_DIR)  # the lesson's runs are not needed any more (the CLI k
 # 1. **Kaplan's form.** Fit $L(N, D) = \left[(N_c/N)^{\alpha_N/\alpha_D} + D_c/D\right]^{\alpha_D}$ (Kaplan et
 #    al.'s joint law) to the same records, with N counted Kaplan's way (`params_kaplan` in each record). Which
 #    fits the runs better, and what compute-optimal exponent does it imply?
-# 2. **BPE tokens.** Repeat the sweep on lesson 06's BPE tokens (`SweepGrid(data=...)` with a tokenizer in the
-#    run's config). A token now carries several characters: compare the laws in bits per character, not nats
-#    per token. Does the optimal tokens-per-parameter ratio change?
+# 2. **BPE tokens.** Repeat the sweep on lesson 06's BPE tokens: give `SweepGrid` a `tokenizer` field that
+#    `point()` passes on to each run's `TrainConfig`, and tokenize the splits with it. A token now carries
+#    several characters, so compare the laws in bits per character, not nats per token. Does the optimal
+#    tokens-per-parameter ratio change?
 # 3. **A third width.** Add a width between the two of section 9 and fit the best learning rate against width
 #    as a power law. Set `lr_exponent` from it, rerun the sweep and see whether the fitted exponents move.
 # 4. **μP.** Scale the output layer's logits by `base_width / width` and give the hidden matrices a learning

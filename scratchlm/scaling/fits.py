@@ -9,9 +9,9 @@ budget buys a model of that size. Power laws through those minima give N* ∝ C^
 
 Approach 3, a parametric loss: L(N, D) = E + A / N^α + B / D^β fitted to every run at once, by minimising the
 Huber loss (δ = 1e-3) between the predicted and the measured log-loss with L-BFGS, started from a grid of
-initial values and keeping the best fit (Hoffmann et al., appendix D.2). As Besiroglu et al. (2024) point out
-when re-fitting Chinchilla's data, the objective is the *sum* of the Huber terms (a mean shrinks it by the
-number of runs and the optimizer stops early); our fit sums.
+initial values and keeping the best fit (Hoffmann et al., appendix D.2). Besiroglu et al. (2024), re-fitting
+Chinchilla's data, traced its optimizer's early stop to the scale of the objective; ours is the plain sum of the
+Huber terms, in float64, with tolerances far below it.
 
     law = fit_loss_law(sizes, tokens, losses)
     law(N, D), law.a, law.compute_optimal(C)
