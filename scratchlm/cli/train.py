@@ -31,7 +31,7 @@ def register(subparsers) -> None:
         help="train a GPT on a text corpus (Tiny Shakespeare by default)",
         description=(
             "Train a GPT from a preset: 'smoke' (seconds, for tests), 'cpu' (the best recipe found for about "
-            "two minutes on a 2-core CPU) or 'gpu' (the classic 6-layer character-level Shakespeare model). Flags "
+            "100 s on a 2-core CPU) or 'gpu' (the classic 6-layer character-level Shakespeare model). Flags "
             "override single fields. A checkpoint and metrics.jsonl are written to --out at every evaluation; "
             "a short sample is printed at the end. --resume continues the run in --out with its saved settings "
             "(flags given replace them, e.g. --max-iters to train longer)."
