@@ -175,8 +175,8 @@ class TrainConfig:
 
 # "cpu": the best recipe a sweep found for the wall-clock time of the usual small CPU recipe (the TrainConfig
 # defaults: val 1.89 in ~100 s on 2 cores, measured with two threads and MKL's matmuls before scratchlm.layers); it
-# reaches 1.68-1.70 (bench/README.md has the sweep; now about 100 s on one thread with scratchlm.layers). "gpu": the classic
-# character-level Shakespeare GPT.
+# reaches 1.68-1.70 (bench/README.md has the sweep; now about 100 s on one thread with scratchlm.layers).
+# "gpu": the classic character-level Shakespeare GPT.
 PRESETS: dict[str, TrainConfig] = {
     "smoke": TrainConfig(
         model=GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32),
