@@ -31,6 +31,7 @@ from scratchlm.options import BOOL, POSITIVE_INT, check_options, number, one_of,
 from scratchlm.rope import rope_cache
 
 POS_EMBEDDINGS = ("learned", "rope")
+ATTENTION_KERNELS = ("sdpa", "tiled")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,12 @@ class GPTConfig:
     rope_base: float = option(
         10000.0, "RoPE's base wavelength (with --pos-embedding rope)", number("a number > 1", lambda v: v > 1)
     )
+    attention: str = option(
+        "sdpa",
+        "attention kernel: PyTorch's fused scaled_dot_product_attention, or lesson 07's tiled online-softmax "
+        "kernel in plain PyTorch (the same function, slower: for study)",
+        one_of(*ATTENTION_KERNELS),
+    )
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -77,6 +84,11 @@ class GPTConfig:
             raise ConfigError(
                 "RoPE needs an even head size because it rotates pairs of channels (head size must be even: "
                 f"n_embd={self.n_embd} / n_head={self.n_head} = {self.head_size})"
+            )
+        if self.attention == "tiled" and self.dropout > 0:
+            raise ConfigError(
+                f"attention='tiled' has no dropout on the attention weights; use dropout=0 (got {self.dropout}) "
+                "or attention='sdpa'"
             )
 
     @property

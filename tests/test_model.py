@@ -131,3 +131,37 @@ def test_dropout_is_active_only_in_training_mode(make_tiny_gpt):
     assert not torch.equal(model(idx)[0], model(idx)[0])
     model.eval()
     assert torch.equal(model(idx)[0], model(idx)[0])
+
+
+@pytest.mark.parametrize("extra", [{}, {"n_head": 4, "n_kv_head": 2}, {"pos_embedding": "rope"}])
+def test_tiled_attention_kernel_trains_the_same_model(extra, make_tiny_gpt):
+    """attention="tiled" swaps lesson 07's kernel into the GPT: same parameters, same logits, same gradients."""
+    fused, tiled = make_tiny_gpt(**extra), make_tiny_gpt(attention="tiled", **extra)
+    tiled.load_state_dict(fused.state_dict())
+    idx = torch.randint(0, 11, (3, 8), generator=torch.Generator().manual_seed(1))
+    losses = []
+    for model in (fused, tiled):
+        _, loss = model(idx, idx)
+        loss.backward()
+        losses.append(loss)
+    torch.testing.assert_close(losses[1], losses[0])
+    for (name, p_fused), p_tiled in zip(fused.named_parameters(), tiled.parameters(), strict=True):
+        torch.testing.assert_close(p_tiled.grad, p_fused.grad, msg=name)
+
+
+def test_tiled_attention_kernel_decodes_with_the_cache(make_tiny_gpt):
+    from scratchlm.generation import generate
+
+    fused, tiled = make_tiny_gpt(), make_tiny_gpt(attention="tiled")
+    tiled.load_state_dict(fused.state_dict())
+    prompt = torch.tensor([[1, 2, 3]])
+    expected = generate(fused, prompt, 12, seed=3)
+    assert torch.equal(generate(tiled, prompt, 12, seed=3), expected)
+    assert torch.equal(generate(tiled, prompt, 12, seed=3, use_cache=False), expected)
+
+
+def test_tiled_attention_kernel_refuses_dropout(tiny_gpt_config):
+    with pytest.raises(ConfigError, match="attention='tiled' has no dropout"):
+        GPTConfig(**tiny_gpt_config, attention="tiled", dropout=0.1)
+    with pytest.raises(ConfigError, match="attention"):
+        GPTConfig(**tiny_gpt_config, attention="flash")

@@ -18,21 +18,39 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from scratchlm.attention.tiled import tiled_attention
 from scratchlm.layers import Linear
 from scratchlm.rope import apply_rope
 
 _SDPA_HAS_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)  # enable_gqa= is new in 2.5
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int = 0, dropout_p: float = 0.0) -> torch.Tensor:
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    past: int = 0,
+    dropout_p: float = 0.0,
+    kernel: str = "sdpa",
+) -> torch.Tensor:
     """Causal attention of T new queries over past + T keys: q (B, H, T, D), k, v (B, H_kv, past + T, D).
 
     Query i sits at position past + i and may see keys 0 .. past + i. With no past that is the ordinary
     causal mask; a single new token sees every key, so it needs no mask; a chunk of several new tokens after
     a past needs an explicit one (SDPA's is_causal aligns the triangle to the top-left, i.e. assumes no past).
     With H_kv < H (grouped-query attention) each key/value head serves H // H_kv consecutive query heads.
+
+    kernel "tiled" runs lesson 07's `tiled_attention` (online softmax, O(T) memory, no dropout) for the two
+    layouts it has: a causal square (no past) and one new token over all keys. A chunk after a past is not
+    such a layout (its mask is a shifted triangle), so that case, which only chunked decoding produces, runs
+    in SDPA with the explicit mask.
     """
     T, S = q.size(2), k.size(2)
+    if kernel == "tiled" and (past == 0 or T == 1):
+        group = q.size(1) // k.size(1)
+        if group > 1:  # the tiled kernel has one key/value head per query head
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        return tiled_attention(q, k, v, causal=past == 0)
     if past == 0:
         mask, is_causal = None, True
     elif T == 1:
@@ -62,10 +80,12 @@ class CausalSelfAttention(nn.Module):
     """
 
     def __init__(self, config: Any):
-        """config: anything with n_embd, n_head, kv_heads, head_size, bias and dropout (a `GPTConfig`)."""
+        """config: anything with n_embd, n_head, kv_heads, head_size, bias, dropout and optionally attention
+        (the kernel, "sdpa" by default): a `GPTConfig`."""
         super().__init__()
         self.n_head, self.n_kv_head, self.head_size = config.n_head, config.kv_heads, config.head_size
         self.dropout = config.dropout
+        self.kernel = getattr(config, "attention", "sdpa")  # "sdpa" or "tiled" (lesson 07's kernel)
         # [q | k | v] in one matrix: for n_kv_head == n_head this is GPT-2's c_attn, names and shape alike
         qkv_size = (config.n_head + 2 * config.kv_heads) * config.head_size
         self.c_attn = Linear(config.n_embd, qkv_size, bias=config.bias)
@@ -100,6 +120,6 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             past = cache.length
             k, v = cache.append(layer, k, v)  # (B, H_kv, past + T, D)
-        y = attend(q, k, v, past, self.dropout if self.training else 0.0)
+        y = attend(q, k, v, past, self.dropout if self.training else 0.0, self.kernel)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # concatenate the heads again
         return self.resid_dropout(self.c_proj(y))

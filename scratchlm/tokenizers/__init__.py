@@ -1,7 +1,7 @@
 """Tokenizers: characters (lesson 01) and byte-level BPE (lesson 05); `load(spec)` opens either kind of file
 or a published vocabulary by name."""
 
-from scratchlm.tokenizers.base import Tokenizer, tokenizer_from_dict
+from scratchlm.tokenizers.base import Tokenizer, tokenizer_from_dict, visible
 from scratchlm.tokenizers.bpe import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, BPETokenizer
 from scratchlm.tokenizers.char import CharTokenizer
 from scratchlm.tokenizers.loading import load
@@ -14,4 +14,5 @@ __all__ = [
     "Tokenizer",
     "load",
     "tokenizer_from_dict",
+    "visible",
 ]

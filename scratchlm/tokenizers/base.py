@@ -32,3 +32,15 @@ def tokenizer_from_dict(state: dict[str, Any]) -> Tokenizer:
     if kind not in kinds:
         raise TokenizerError(f"unknown tokenizer type {kind!r}; expected one of {sorted(kinds)}")
     return kinds[kind].from_dict(state)
+
+
+_VISIBLE = {" ": "␣", "\n": "⏎", "\t": "⇥", "\r": "␍"}
+
+
+def visible(text: str) -> str:
+    """`text` with its whitespace drawn: ␣ space, ⏎ newline, ⇥ tab, ␍ carriage return.
+
+    Token boundaries are often whitespace (" the", "\\n\\n"), and a printed space or newline is invisible in a
+    table or on a plot's axis; this is how the lessons label characters and tokens.
+    """
+    return "".join(_VISIBLE.get(c, c) for c in text)
