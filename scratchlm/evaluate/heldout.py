@@ -19,7 +19,7 @@ Which tokens a prediction may see is the whole subtlety of held-out scoring, so 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -69,6 +69,60 @@ def _window_length(model: nn.Module, block_size: int | None) -> int:
     return int(config.block_size)
 
 
+def score_windows(
+    model: nn.Module,
+    ids: torch.Tensor,
+    measure: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    stride: int | None = None,
+    batch_size: int = 64,
+    desc: str | None = None,
+    *,
+    block_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The windows of `token_nats`, with any per-prediction measure: (values (len(ids) - 1, ...), context).
+
+    measure(logits (B, T, V) float32, targets (B, T)) -> (B, T, ...) values, one per prediction; values[p - 1]
+    is the measure of predicting ids[p], made after reading context[p - 1] tokens. `token_nats` measures the
+    cross-entropy; `scratchlm.evaluate.calibration` the top-1 probability and whether it was right.
+    """
+    T = _window_length(model, block_size)
+    ids = torch.as_tensor(ids)
+    n = len(ids)
+    if ids.dim() != 1 or n < 2:
+        raise ConfigError(f"need a 1-D sequence of at least 2 token ids to score, got shape {tuple(ids.shape)}")
+    stride = stride or T
+    if not 0 < stride <= T:
+        raise ConfigError(f"stride must be in [1, block_size={T}], got {stride}")
+    T = min(T, n - 1)  # a short text is a single window of all but its last token
+    starts = list(range(0, n - T, stride))  # windows ids[s : s + T] whose targets ids[s + 1 : s + T + 1] exist
+    if starts[-1] + T < n - 1:
+        starts.append(n - 1 - T)  # the tail of the text
+    offsets = torch.arange(T)
+    values: torch.Tensor | None = None
+    context = torch.empty(n - 1, dtype=torch.long)
+    scored = 0  # targets ids[1 .. scored] are done
+    with scoring(model) as device:
+        for i in tqdm(range(0, len(starts), batch_size), desc=desc, disable=desc is None):
+            s = torch.tensor(starts[i : i + batch_size])
+            x, y = ids[s[:, None] + offsets], ids[s[:, None] + offsets + 1]  # (B, T) inputs and targets
+            logits = model(x.to(device))[0]
+            value = measure(logits.float(), y.to(device)).cpu()  # value[b, j]: target ids[s_b + j + 1], j + 1 seen
+            if values is None:
+                values = torch.empty(n - 1, *value.shape[2:], dtype=value.dtype)
+            for b, start in enumerate(s.tolist()):
+                first = max(scored - start, 0)  # offsets below this were scored by an earlier window
+                values[start + first : start + T] = value[b, first:]
+                context[start + first : start + T] = torch.arange(first + 1, T + 1)
+                scored = start + T
+    assert scored == n - 1 and values is not None, "every target is scored exactly once"
+    return values, context
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """-ln p(target) of every prediction: logits (B, T, V), targets (B, T) -> (B, T) nats."""
+    return F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+
+
 def token_nats(
     model: nn.Module,
     ids: torch.Tensor,
@@ -87,36 +141,7 @@ def token_nats(
     shows a progress bar. model: anything called as `model(x)` -> (logits (B, T, V), ...) with
     `config.block_size`, or pass `block_size` (the bigram model has none: any length is fine for it).
     """
-    T = _window_length(model, block_size)
-    ids = torch.as_tensor(ids)
-    n = len(ids)
-    if ids.dim() != 1 or n < 2:
-        raise ConfigError(f"need a 1-D sequence of at least 2 token ids to score, got shape {tuple(ids.shape)}")
-    stride = stride or T
-    if not 0 < stride <= T:
-        raise ConfigError(f"stride must be in [1, block_size={T}], got {stride}")
-    T = min(T, n - 1)  # a short text is a single window of all but its last token
-    starts = list(range(0, n - T, stride))  # windows ids[s : s + T] whose targets ids[s + 1 : s + T + 1] exist
-    if starts[-1] + T < n - 1:
-        starts.append(n - 1 - T)  # the tail of the text
-    offsets = torch.arange(T)
-    nats = torch.empty(n - 1)
-    context = torch.empty(n - 1, dtype=torch.long)
-    scored = 0  # targets ids[1 .. scored] are done
-    with scoring(model) as device:
-        for i in tqdm(range(0, len(starts), batch_size), desc=desc, disable=desc is None):
-            s = torch.tensor(starts[i : i + batch_size])
-            x, y = ids[s[:, None] + offsets], ids[s[:, None] + offsets + 1]  # (B, T) inputs and targets
-            logits = model(x.to(device))[0]
-            loss = F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten(), reduction="none")
-            loss = loss.view(len(s), T).cpu()  # loss[b, j]: target ids[s_b + j + 1], seen with j + 1 tokens
-            for b, start in enumerate(s.tolist()):
-                first = max(scored - start, 0)  # offsets below this were scored by an earlier window
-                nats[start + first : start + T] = loss[b, first:]
-                context[start + first : start + T] = torch.arange(first + 1, T + 1)
-                scored = start + T
-    assert scored == n - 1, "every target is scored exactly once"
-    return nats, context
+    return score_windows(model, ids, cross_entropy, stride, batch_size, desc, block_size=block_size)
 
 
 def bits_per_byte(nats: torch.Tensor, ids: torch.Tensor, n_bytes: torch.Tensor) -> float:
@@ -139,7 +164,7 @@ def _window_losses(model: nn.Module, windows: torch.Tensor, batch_size: int, dev
     out = []
     for chunk in windows.split(batch_size):
         logits = model(chunk[:, :-1].to(device))[0]
-        out.append(F.cross_entropy(logits.float().transpose(1, 2), chunk[:, 1:].to(device), reduction="none").cpu())
+        out.append(cross_entropy(logits.float(), chunk[:, 1:].to(device)).cpu())
     return torch.cat(out)
 
 
