@@ -1,0 +1,207 @@
+"""The ladder: every rung builds and learns on the smoke budget, the budget is the same for all, a seed
+reproduces its result, the results file round-trips, the table and plot work headless, and bad names fail
+clearly."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pytest
+
+import scratchlm.training.loop as training_loop
+from scratchlm.cli import main
+from scratchlm.errors import ConfigError, DataError
+from scratchlm.ladder import (
+    RUNGS,
+    LadderBudget,
+    budget,
+    get_rung,
+    ladder_data,
+    ladder_table,
+    plot_ladder,
+    read_ladder,
+    run_ladder,
+    run_rung,
+    show_ladder,
+    write_ladder,
+)
+
+SMOKE = budget("smoke")
+CHAR_RUNGS = [name for name in RUNGS if get_rung(name).tokenizer == "char"]
+
+
+@pytest.fixture(scope="module")
+def smoke_ladder() -> tuple[dict[str, dict], dict[str, list[dict]]]:
+    """Every rung once on the smoke budget (seed 0), with the evaluation calls each made to the training loop."""
+    results, eval_calls = {}, {}
+    original = training_loop.estimate_loss
+
+    def spy(model, splits, **kwargs):
+        recorded = {k: v for k, v in kwargs.items() if k != "autocast"}  # a fresh context object per run
+        eval_calls[current].append(recorded | {"val_head": splits["val"][:8].tolist()})
+        return original(model, splits, **kwargs)
+
+    training_loop.estimate_loss = spy
+    try:
+        for current in RUNGS:
+            eval_calls[current] = []
+            results[current] = run_rung(current, 0, SMOKE, progress=False, device="cpu")
+    finally:
+        training_loop.estimate_loss = original
+    return results, eval_calls
+
+
+@pytest.mark.parametrize("name", RUNGS)
+def test_every_rung_learns_something_in_smoke_mode(smoke_ladder, name):
+    result = smoke_ladder[0][name]
+    data = ladder_data(SMOKE, get_rung(name).tokenizer)
+    # a uniform guess over the vocabulary: log2(V) bits per scored token, spread over the bytes they spell
+    scored = data.heldout[1:]
+    uniform = math.log2(result["vocab_size"]) * len(scored) / data.n_bytes[scored].sum().item()
+    assert math.isfinite(result["bits_per_byte"])
+    assert 0 < result["bits_per_byte"] < uniform
+    assert result["val_loss"] < math.log(result["vocab_size"])
+    assert result["rung"] == name and result["seed"] == 0 and result["budget"] == "smoke"
+    assert result["params"] > 0 and result["seconds"] > 0
+
+
+def test_every_rung_gets_the_same_budget(smoke_ladder):
+    results, eval_calls = smoke_ladder
+    assert len({json.dumps(r["budget_config"], sort_keys=True) for r in results.values()}) == 1
+    assert {r["steps"] for r in results.values()} == {SMOKE.max_iters}
+    assert {r["heldout_bytes"] for r in results.values()} == {SMOKE.heldout_chars}  # the same held-out text
+    for name in CHAR_RUNGS:  # characters: the same tokens (= bytes), the same evaluation batches
+        assert results[name]["tokens"] == results[name]["train_bytes"] == SMOKE.train_tokens
+        assert eval_calls[name] == eval_calls["gpt"]
+    # BPE: the same steps and sequences, a context of the same bytes, so (nearly) the same training bytes
+    bpe = results["gpt-bpe"]
+    assert bpe["block_size"] < SMOKE.block_size
+    assert abs(bpe["train_bytes"] / SMOKE.train_tokens - 1) < 0.05
+    bpe_calls = eval_calls["gpt-bpe"]
+    assert len(bpe_calls) == len(eval_calls["gpt"]) == 2  # at the start and at the end
+    for ours, chars in zip(bpe_calls, eval_calls["gpt"], strict=True):
+        assert {k: ours[k] for k in ("batch_size", "eval_iters", "seed")} == {
+            k: chars[k] for k in ("batch_size", "eval_iters", "seed")
+        }
+
+
+def test_tiled_attention_is_the_gpt_with_another_kernel(smoke_ladder):
+    results = smoke_ladder[0]
+    assert results["tiled-attention"]["params"] == results["gpt"]["params"]
+    assert results["tiled-attention"]["bits_per_byte"] == pytest.approx(results["gpt"]["bits_per_byte"], abs=1e-3)
+
+
+def test_same_seed_same_result_and_another_seed_differs(smoke_ladder):
+    first = smoke_ladder[0]["one-head"]
+    again = run_rung("one-head", 0, SMOKE, progress=False, device="cpu")
+    other = run_rung("one-head", 1, SMOKE, progress=False, device="cpu")
+    for key in ("bits_per_byte", "val_loss", "train_loss", "heldout_nats_per_token"):
+        assert again[key] == first[key]
+    assert other["bits_per_byte"] != first["bits_per_byte"]
+
+
+def test_run_ladder_runs_every_rung_and_seed_in_order():
+    tiny = SMOKE.replace(max_iters=3, heldout_chars=500)
+    seen = []
+    results = run_ladder(seeds=(0, 1), rungs=("bigram", "one-head"), budget=tiny, device="cpu", on_result=seen.append)
+    assert [(r["rung"], r["seed"]) for r in results] == [("bigram", 0), ("bigram", 1), ("one-head", 0), ("one-head", 1)]
+    assert seen == results and {r["budget"] for r in results} == {"custom"}
+
+
+def test_unknown_rung_and_bad_budget_are_clear_errors():
+    with pytest.raises(ConfigError, match=r"unknown rung 'transformer'.*bigram, one-head"):
+        run_rung("transformer", 0, SMOKE)
+    with pytest.raises(ConfigError, match="unknown rung 'nope'"):
+        run_ladder(seeds=(0,), rungs=("bigram", "nope"), budget=SMOKE)  # before training anything
+    with pytest.raises(ConfigError, match="unknown ladder budget 'huge'"):
+        budget("huge")
+    with pytest.raises(ConfigError, match="n_kv_head=4 must divide n_head=4 and be smaller"):
+        LadderBudget(n_kv_head=4)
+    with pytest.raises(ConfigError, match="max_iters must be a positive integer"):
+        SMOKE.replace(max_iters=0)
+    with pytest.raises(ConfigError, match="seed must be a non-negative integer"):
+        run_rung("bigram", -1, SMOKE)
+
+
+def test_results_file_round_trips(smoke_ladder, tmp_path):
+    results = list(smoke_ladder[0].values())
+    path = write_ladder(results, tmp_path / "sub" / "ladder.json")
+    assert read_ladder(path) == results
+
+
+def test_missing_or_broken_results_file_says_what_to_run(tmp_path):
+    with pytest.raises(DataError, match="python -m scratchlm ladder"):
+        read_ladder(tmp_path / "absent.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"results": 3}')
+    with pytest.raises(DataError, match=r"not a ladder results file.*python -m scratchlm ladder"):
+        read_ladder(broken)
+
+
+def _fake(rung: str, seed: int, bpb: float, budget_name: str = "cpu") -> dict:
+    return {
+        "rung": rung,
+        "lesson": get_rung(rung).lesson,
+        "seed": seed,
+        "bits_per_byte": bpb,
+        "val_loss": bpb * 0.69,
+        "params": 1000,
+        "seconds": 1.0,
+        "heldout_bytes": 100,
+        "budget": budget_name,
+        "budget_config": SMOKE.to_dict(),
+        "device": "cpu",
+        "threads": 1,
+    }
+
+
+def test_table_shows_mean_and_half_range_marks_highlights_and_measured():
+    results = [_fake("bigram", 0, 3.5), _fake("bigram", 1, 3.7), _fake("gpt", 0, 2.5), _fake("gpt", 1, 2.6)]
+    table = ladder_table(results, highlight=["gpt"], measured=[_fake("gpt", 0, 2.55)])
+    rows = {line.split()[1] if line.startswith("▶") else line.split()[0]: line for line in table.splitlines()[3:]}
+    assert "3.600 ± 0.100" in rows["bigram"] and not rows["bigram"].startswith("▶")
+    assert rows["gpt"].startswith("▶") and "2.550 ± 0.050" in rows["gpt"] and rows["gpt"].rstrip().endswith("2.550")
+    assert table.index("bigram") < table.index("gpt")  # ladder order
+    other_budget = ladder_table(results, measured=[_fake("gpt", 0, 4.0, "smoke")])
+    assert "(smoke)" in other_budget and "not comparable" in other_budget
+    with pytest.raises(ConfigError, match="unknown rung"):
+        ladder_table(results, highlight=["nope"])
+
+
+@pytest.mark.filterwarnings("ignore:.*non-interactive:UserWarning")  # plt.show() under Agg
+def test_plot_and_show_run_headless(smoke_ladder, tmp_path, capsys):
+    results = list(smoke_ladder[0].values())
+    ax = plot_ladder(results, highlight=["gpt"], measured=[results[0]])
+    assert ax.get_xlim()[0] == 0 and ax.get_xlim()[1] > max(r["bits_per_byte"] for r in results)
+    assert ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is not None
+    assert len(ax.get_yticklabels()) == len(RUNGS)
+    plt.close("all")
+    show_ladder(highlight=["gpt"], measured=[results[0]], results=results)
+    out = capsys.readouterr().out
+    assert "▶ gpt" in out and "measured now" in out
+    # no committed file: the measured results alone, with the command that makes the file
+    show_ladder(measured=[results[0]], path=tmp_path / "absent.json")
+    assert "python -m scratchlm ladder" in capsys.readouterr().out
+    with pytest.raises(DataError, match="python -m scratchlm ladder"):
+        show_ladder(path=tmp_path / "absent.json")
+    plt.close("all")
+
+
+def test_cli_runs_a_smoke_ladder_and_prints_its_table(tmp_path, capsys):
+    out = tmp_path / "ladder.json"
+    argv = ["ladder", "--budget", "smoke", "--seeds", "0", "--rungs", "bigram", "--max-iters", "3", "--out", str(out)]
+    assert main([*argv, "--plot", str(tmp_path / "ladder.png")]) == 0
+    assert [r["rung"] for r in read_ladder(out)] == ["bigram"] and (tmp_path / "ladder.png").stat().st_size > 0
+    capsys.readouterr()
+    assert main(["ladder", "--table", "--out", str(out)]) == 0
+    assert "bigram" in capsys.readouterr().out
+    # the committed file is the whole cpu budget: anything else needs --out
+    assert main(["ladder", "--budget", "smoke"]) == 2
+    assert "pass --out FILE" in capsys.readouterr().err
+    assert main(["ladder", "--table", "--out", str(tmp_path / "absent.json")]) == 2
+    assert "python -m scratchlm ladder" in capsys.readouterr().err
