@@ -205,3 +205,11 @@ def test_cli_runs_a_smoke_ladder_and_prints_its_table(tmp_path, capsys):
     assert "pass --out FILE" in capsys.readouterr().err
     assert main(["ladder", "--table", "--out", str(tmp_path / "absent.json")]) == 2
     assert "python -m scratchlm ladder" in capsys.readouterr().err
+
+
+def test_committed_results_cover_every_rung_on_the_cpu_budget():
+    results = read_ladder()  # the committed file; a DataError here says how to regenerate it
+    assert {r["rung"] for r in results} == set(RUNGS)
+    assert {r["budget"] for r in results} == {"cpu"}
+    assert all(len({r["seed"] for r in results if r["rung"] == name}) >= 2 for name in RUNGS)
+    assert all(math.isfinite(r["bits_per_byte"]) for r in results)
