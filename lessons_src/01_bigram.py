@@ -29,9 +29,13 @@
 #    a tokenizer, a train/validation split and random batches of `(x, y)` windows.
 # 2. A bigram model made by *counting*: a 65×65 table of how often each character follows each other one,
 #    normalised into probabilities, sampled from, and scored by its negative log-likelihood (NLL).
-# 3. The same model as a *neural network*: a 65×65 table of logits (`nn.Embedding`) trained by gradient
-#    descent. We show that it converges to the counting model, and why it must.
-# 4. A check that our model is the one in the library, `scratchlm.bigram.BigramLanguageModel`, which later
+# 3. The chain from a model's raw scores to its loss, written by hand: a numerically stable softmax (the
+#    log-sum-exp trick, and why the textbook formula overflows), cross-entropy built on it and checked against
+#    `F.cross_entropy`, and **perplexity**, the loss read as an effective number of choices.
+# 4. The same model as a *neural network*: a 65×65 table of logits (`nn.Embedding`) trained by gradient
+#    descent. We show that it converges to the counting model, and why it must. This lesson writes the
+#    optimisation loop out in full, once; later lessons call the library's `train`, which runs the same loop.
+# 5. A check that our model is the one in the library, `scratchlm.bigram.BigramLanguageModel`, which later
 #    lessons import instead of rebuilding it.
 #
 # Everything here is tiny (4,225 parameters), so the tensors stay on the CPU whatever device the setup finds.
@@ -66,6 +70,7 @@ import torch.nn.functional as F
 from matplotlib.colors import LogNorm
 
 from scratchlm.data import get_batch, load_text, split
+from scratchlm.tokenizers import visible
 from scratchlm.tokenizers.char import CharTokenizer
 
 # %% [markdown]
@@ -122,16 +127,11 @@ print(data.shape, data.dtype)
 # ### Character frequencies
 #
 # How often does each character occur? A bar chart, most frequent first, on a log scale because the counts
-# span five orders of magnitude.
-
+# span five orders of magnitude. A space or a newline is invisible on an axis, so the library's `visible` draws
+# them as `␣` and `⏎`; the course labels characters and tokens this way everywhere.
 
 # %%
-def show(c: str) -> str:
-    """A visible label for a character: ⏎ for newline, ␣ for space."""
-    return {"\n": "⏎", " ": "␣"}.get(c, c)
-
-
-labels = [show(c) for c in tok.chars]
+labels = [visible(c) for c in tok.chars]
 freq = torch.bincount(data, minlength=V)
 order = freq.argsort(descending=True)
 
@@ -331,6 +331,49 @@ pairs = [labels[k // V] + labels[k % V] for k in unseen.flatten().nonzero().flat
 print(f"{unseen.sum().item()} pair types, {val_counts[unseen].sum().item()} occurrences, e.g. {pairs[:10]}")
 
 # %% [markdown]
+# ### Perplexity: the loss as a number of choices
+#
+# "2.45 nats per character" is hard to picture. Exponentiate it instead. The **perplexity** of a model on a text
+# is
+#
+# $$\text{PPL} = e^{\text{NLL}} = \Big(\prod_{n=1}^{N} \frac{1}{p_n}\Big)^{1/N},$$
+#
+# the geometric mean of $1/p_n$, where $p_n$ is the probability the model gave the character that actually came
+# next. Suppose a model always hesitated between exactly $k$ equally likely characters, the right one among them:
+# every $p_n = 1/k$, the NLL is $\ln k$, and the perplexity is $k$. So perplexity reads a loss as the **effective
+# number of choices** the model is left with at each step. The uniform model has perplexity 65 exactly; an
+# infinite NLL is an infinite perplexity.
+#
+# The product form is the definition, but it cannot be computed as written: a million factors of about 10
+# overflow any floating-point format, which is one reason losses are kept as sums of logs. On the first 100 pairs
+# the product still fits in float64 (about $10^{106}$), and the two forms agree:
+
+
+# %%
+def perplexity(nll: float) -> float:
+    """e^NLL (NLL in nats per token): the number of equally likely choices that would give the same loss."""
+    return math.exp(nll)
+
+
+p_first = P[xs[:100], ys[:100]].double()  # the probability of each of the first 100 true next characters
+product_form = torch.prod(1 / p_first) ** (1 / 100)
+torch.testing.assert_close(product_form, torch.tensor(perplexity(-p_first.log().mean().item()), dtype=torch.float64))
+
+uniform_nll = nll_from_counts(torch.full((V, V), -math.log(V)), train_counts).item()
+assert math.isclose(perplexity(uniform_nll), V, rel_tol=1e-5)
+print(f"first 100 pairs: perplexity {product_form:.3f} (product form) = {perplexity(-p_first.log().mean().item()):.3f}")
+print(f"uniform model:   NLL {uniform_nll:.4f} -> perplexity {perplexity(uniform_nll):.2f}")
+print(f"counting model:  NLL {count_train:.4f} -> perplexity {perplexity(count_train.item()):.2f} (train)")
+print(f"                 NLL {count_val:.4f} -> perplexity {perplexity(count_val.item()):.2f} (val)")
+
+# %% [markdown]
+# Knowing the current character cuts the next one down from 65 candidates to the equivalent of about 12 equally
+# likely ones. Perplexity is per token, so it only compares models that cut the text into the same tokens: a
+# word-level model's perplexity of 100 and our character-level 12 measure different things. Lesson 05 changes
+# the tokens, which is why the course's common yardstick (the ladder at the end of this lesson) is **bits per
+# byte**: the NLL of the whole text, converted to bits ($\div \ln 2$) and divided by its length in bytes.
+
+# %% [markdown]
 # ### Why the normalised counts are the best a bigram can do (on the training text)
 #
 # Split the NLL by rows: row $i$ contributes $-\sum_j N_{ij} \log P_{ij}$, and each row of $P$ must sum to 1.
@@ -386,6 +429,126 @@ torch.testing.assert_close(one_hot @ table.weight, logits)
 # %% [markdown]
 # An embedding lookup is a matrix product with one-hot vectors, done without the multiplications by zero: the
 # neural bigram is a one-layer linear network with no bias.
+#
+# ### From logits to a loss, by hand
+#
+# `F.cross_entropy(logits, targets)` does three things: a softmax turns each row of logits into probabilities,
+# a log, and the average of minus the log-probability of each target. We write the chain ourselves, because the
+# obvious way to write it breaks.
+#
+# **The textbook softmax**, $\mathrm{softmax}(z)_j = e^{z_j} / \sum_k e^{z_k}$, on three rows that differ only by a
+# constant added to every logit:
+
+
+# %%
+def softmax_naive(z: torch.Tensor) -> torch.Tensor:
+    """softmax over the last dimension exactly as the formula reads. Overflows; for contrast only."""
+    e = z.exp()
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+z_rows = torch.tensor([2.0, 1.0, 0.1]) + torch.tensor([[0.0], [100.0], [-120.0]])  # (3, 3): shifts 0, +100, -120
+print(z_rows)
+print(softmax_naive(z_rows))
+print(
+    f"float32: largest number {torch.finfo(torch.float32).max:.2e} = e^{math.log(torch.finfo(torch.float32).max):.2f}"
+)
+
+# %% [markdown]
+# The first row is fine. In the second, $e^{102}$ is beyond float32's largest number ($3.4 \times 10^{38} = e^{88.7}$):
+# it becomes `inf`, and `inf / inf` is `nan`. In the third, $e^{-118}$ is below the smallest float32 and becomes 0,
+# and `0 / 0` is `nan` too. Logits of a hundred are not exotic: a confident model produces them, and lesson 02
+# shows attention scores growing that large when they are not scaled.
+#
+# **The fix is a shift.** Subtracting the same constant $c$ from every logit changes nothing, since $e^{-c}$
+# cancels between the numerator and the denominator:
+#
+# $$\frac{e^{z_j - c}}{\sum_k e^{z_k - c}} = \frac{e^{-c}\, e^{z_j}}{e^{-c} \sum_k e^{z_k}} = \mathrm{softmax}(z)_j.$$
+#
+# Choose $c = m = \max_k z_k$: every exponent is then $\le 0$, so nothing overflows, and the largest term is
+# $e^0 = 1$, so the denominator is at least 1 and never underflows to 0.
+#
+# **The log goes inside.** The loss needs $\log \mathrm{softmax}(z)_j = z_j - \log \sum_k e^{z_k}$. The second
+# term is the **log-sum-exp**, with the same shift:
+#
+# $$\mathrm{LSE}(z) = \log \sum_k e^{z_k} = m + \log \sum_k e^{z_k - m}.$$
+#
+# Taking the log of the softmax's output would fail in a second way: a probability of $10^{-50}$ is 0 in float32,
+# and $\log 0 = -\infty$. Computing $z_j - \mathrm{LSE}(z)$ never forms the tiny probability.
+
+
+# %%
+def logsumexp(z: torch.Tensor) -> torch.Tensor:
+    """log(sum(exp(z))) over the last dimension, shifted by the row maximum so that no exp overflows."""
+    m = z.max(dim=-1, keepdim=True).values
+    return (m + (z - m).exp().sum(dim=-1, keepdim=True).log()).squeeze(-1)
+
+
+def log_softmax(z: torch.Tensor) -> torch.Tensor:
+    """log softmax(z) over the last dimension, as z - LSE(z): finite wherever z is."""
+    return z - logsumexp(z).unsqueeze(-1)
+
+
+def softmax(z: torch.Tensor) -> torch.Tensor:
+    """softmax over the last dimension, stable: the exp of the stable log-softmax."""
+    return log_softmax(z).exp()
+
+
+print(softmax(z_rows))
+for row in softmax(z_rows)[1:]:
+    torch.testing.assert_close(row, softmax(z_rows)[0])  # shifting the logits changes nothing
+torch.testing.assert_close(softmax(z_rows), F.softmax(z_rows, dim=-1))
+torch.testing.assert_close(logsumexp(z_rows), torch.logsumexp(z_rows, dim=-1))
+
+z_wild = 300 * torch.randn(1000, V, generator=set_seed(0))  # logits in the hundreds, both signs
+# the values reach thousands, where float32's spacing is 1e-4: compare to that precision, not to 1e-5
+torch.testing.assert_close(log_softmax(z_wild), F.log_softmax(z_wild, dim=-1), rtol=0, atol=1e-3)
+tiny = torch.tensor([0.0, -120.0])
+print(f"log of softmax: {softmax_naive(tiny).log().tolist()}   log_softmax: {log_softmax(tiny).tolist()}")
+
+# %% [markdown]
+# All three rows now give the same probabilities, as they must, and they match `F.softmax`; our log-sum-exp and
+# log-softmax match PyTorch's on logits in the hundreds. The last line is the second failure: the log of a
+# probability of $e^{-120}$ computed as a probability is $-\infty$, while the log-softmax gives the exact $-120$.
+#
+# **Cross-entropy** is then one line: for logits $z_n$ (one row per position) and targets $y_n$,
+#
+# $$\mathcal{L} = \frac{1}{N} \sum_n -\log \mathrm{softmax}(z_n)_{y_n} = \frac{1}{N} \sum_n \big(\mathrm{LSE}(z_n) - z_{n, y_n}\big).$$
+#
+# Its gradient is worth knowing too. Differentiating $\mathrm{LSE}(z) - z_y$ with respect to $z_j$ gives
+# $\mathrm{softmax}(z)_j - [j = y]$: the predicted probability minus the one-hot target, divided by $N$ for the
+# mean. We check the loss against `F.cross_entropy` on the random table's logits for the batch of section 1, and
+# on the same logits multiplied by 100, where the naive chain breaks down; and the gradient against autograd.
+
+
+# %%
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean of -log softmax(logits)[target] over the rows of `logits` (N, V), targets (N,) ids."""
+    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # z_{n, y_n}
+    return (logsumexp(logits) - picked).mean()
+
+
+z = table(x).view(-1, V).detach().requires_grad_(True)  # (32, V): the random table's logits for batch (x, y)
+targets = y.view(-1)
+loss_ours = cross_entropy(z, targets)
+torch.testing.assert_close(loss_ours, F.cross_entropy(z, targets))
+loss_ours.backward()
+torch.testing.assert_close(z.grad, (softmax(z) - F.one_hot(targets, V)).detach() / len(targets))
+
+z_hot = 100 * z.detach()
+naive = -softmax_naive(z_hot)[torch.arange(len(targets)), targets].log().mean()
+torch.testing.assert_close(cross_entropy(z_hot, targets), F.cross_entropy(z_hot, targets))
+print(f"random logits:       ours {loss_ours:.4f}   F.cross_entropy {F.cross_entropy(z, targets):.4f}")
+print(
+    f"the same logits x100: ours {cross_entropy(z_hot, targets):.2f}   F.cross_entropy "
+    f"{F.cross_entropy(z_hot, targets):.2f}   naive -log(softmax) {naive:.2f}"
+)
+
+# %% [markdown]
+# Our cross-entropy equals PyTorch's, and its gradient is "softmax minus one-hot". On the scaled logits the
+# naive chain returns `nan`: in some rows a logit above 88.7 overflowed `exp` to `inf`, and `inf / inf` is `nan`,
+# while the stable version still agrees with PyTorch. From here on we use `F.cross_entropy` and
+# `Tensor.log_softmax`, which compute exactly this (the asserts above), in fused kernels.
 #
 # As with the counts, the loss over a whole split only needs the pair counts: the logits for current character
 # $i$ are the same row $W_i$ at every position where $i$ occurs. We check this on the validation split, token by
@@ -581,14 +744,15 @@ rows = [
     (f"neural, minibatch ({steps_mini} steps)", mini_train, mini_val),
 ]
 print(f"Tiny Shakespeare, 90/10 split, seed 1337, {device.type}, mode={MODE}")
-print(f"{'model':36} {'train NLL':>10} {'val NLL':>10}")
+print(f"{'model':36} {'train NLL':>10} {'val NLL':>10} {'val perplexity':>15}")
 for name, tr, va in rows:
-    print(f"{name:36} {tr:10.4f} {va:10.4f}")
+    print(f"{name:36} {tr:10.4f} {va:10.4f} {perplexity(va):15.2f}")
 
 # %% [markdown]
 # Apart from the unsmoothed counts' infinite validation loss, all the bigram models sit within a few hundredths of a
-# nat of each other: about 2.45 nats per character on the training text and 2.48 to 2.49 on validation. That is
-# the floor for one character of context; only a longer context (lesson 02 onwards) gets below it.
+# nat of each other: about 2.45 nats per character on the training text and 2.48 to 2.49 on validation, a
+# validation perplexity of about 12. That is the floor for one character of context: knowing it still leaves the
+# equivalent of a dozen equally likely next characters, and only a longer context (lesson 02 onwards) gets below it.
 #
 # ### Sampling from the neural model
 #
@@ -647,6 +811,41 @@ print(f"library bigram: same logits, loss {loss_lib:.4f} on a validation batch, 
 
 # %% [markdown]
 # From here on the course imports `BigramLanguageModel` and `generate` instead of re-deriving them.
+
+# %% [markdown]
+# ## Where this lesson stands on the ladder
+#
+# Each lesson trains its models on its own budget, chosen for what that lesson wants to show, so their losses
+# cannot be compared from one lesson to the next. The course's common yardstick is **the ladder**
+# (`scratchlm.ladder`): every model the course builds, trained with one recipe on one fixed budget (the same
+# training text, steps, batches, schedule and seeds) and scored on the same held-out text in **bits per byte**:
+# the held-out NLL converted from nats to bits ($\div \ln 2$) and spread over the bytes of the text rather than
+# its tokens, so that models with different tokenizers (lesson 06) stay comparable. Our characters are all ASCII,
+# one byte each, so for them bits per byte is simply NLL / ln 2. The bigram is the first rung: `run_rung` trains
+# it on the ladder's budget now, and `show_ladder` prints the table committed with the course (every rung, two
+# seeds), with this lesson's rung marked and the value measured here beside the committed one.
+
+# %%
+from scratchlm.ladder import run_rung, show_ladder
+
+bigram_rung = run_rung("bigram", seed=0)
+show_ladder(highlight=["bigram"], measured=[bigram_rung])
+rung_nats = bigram_rung["heldout_nats_per_token"]
+print(
+    f"bigram rung: {rung_nats:.4f} nats per character / ln 2 = {bigram_rung['bits_per_byte']:.4f} bits per byte "
+    f"(uniform guessing: log2(65) = {math.log2(V):.4f})"
+)
+assert math.isclose(bigram_rung["bits_per_byte"], rung_nats / math.log(2), rel_tol=1e-3)  # one byte per character
+if MODE != "smoke":  # trained on any budget, a bigram cannot get far below lesson 01's counted table
+    assert rung_nats > smooth_val.item() - 0.02, (rung_nats, smooth_val.item())
+
+# %% [markdown]
+# One character of context takes the held-out text from 6.02 bits per character (uniform guessing) to 3.61, the
+# rung every later model is measured against. In nats that is 2.50 per character, a little above the 2.48 to 2.49
+# of section 3's tables. The ladder trains every rung with one recipe, made for the GPTs of later lessons, and its
+# peak learning rate of 0.007 moves the table's logits far less per step than section 3's 0.3 to 0.5 (each Adam
+# step moves a logit by about the learning rate), which is the likely reason the rarest rows are not yet at their
+# counts.
 #
 # ## Summary
 #
@@ -657,6 +856,13 @@ print(f"library bigram: same logits, loss {loss_lib:.4f} on a validation batch, 
 #   here, against 4.17 for uniform guessing).
 # - Unseen pairs get probability 0 and an infinite validation NLL; additive smoothing trades a little training NLL
 #   for a finite validation NLL.
+# - **Perplexity** is $e^{\text{NLL}}$, the geometric mean of $1/p$ over the true next tokens: the effective number
+#   of equally likely choices left at each step. Uniform guessing has perplexity 65 (= V); the bigram models about
+#   12 on validation. It compares models only on the same tokens; across tokenizers the course uses bits per byte.
+# - The textbook softmax overflows (`exp` of a logit above 88.7 is `inf` in float32, and `inf / inf` is `nan`) and
+#   its log underflows. Shifting by the row maximum changes nothing mathematically and fixes both: the
+#   **log-sum-exp** $m + \log \sum_k e^{z_k - m}$ gives a stable log-softmax, and cross-entropy is
+#   $\mathrm{LSE}(z) - z_y$, equal to `F.cross_entropy`, with gradient "softmax minus one-hot".
 # - The neural bigram (an `nn.Embedding(V, V)` of logits, softmax, cross-entropy, Adam) converges to the same table,
 #   because its full-batch gradient is "predicted minus observed counts". For a bigram the counts are all the data
 #   the loss needs, so full-batch training is cheap; minibatches from `get_batch` get there too, with noise.
