@@ -91,12 +91,14 @@ def test_induction_attention_of_a_perfect_and_a_uniform_head():
 
 
 def test_repeated_random_tokens():
-    ids = repeated_random_tokens(vocab_size=20, half=8, batch=5, seed=3)
+    ids = repeated_random_tokens(vocab=20, half=8, batch=5, seed=3)
     assert ids.shape == (5, 16)
     assert (ids[:, :8] == ids[:, 8:]).all()
     assert all(len(set(row[:8].tolist())) == 8 for row in ids)  # distinct within a copy
     assert (ids == repeated_random_tokens(20, 8, 5, seed=3)).all()
     assert repeated_random_tokens(3, 8, 2).max() < 3  # more positions than tokens: drawn with replacement
+    letters = torch.tensor([5, 7, 11, 13])
+    assert torch.isin(repeated_random_tokens(letters, 3, 4), letters).all()
 
 
 def test_induction_score_measures_the_model_it_is_given():

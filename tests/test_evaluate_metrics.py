@@ -214,3 +214,10 @@ def test_cloze_items_hold_the_true_next_line_among_distractors():
     assert cloze_items(text, tok, 20, seed=1) == cloze_items(text, tok, 20, seed=1)
     with pytest.raises(ConfigError, match="too few"):
         cloze_items("a\nb\nc\n", tok, 5)
+
+
+def test_an_option_longer_than_block_size_is_read_with_a_sliding_window():
+    model = FixedDistribution([0.5, 0.3, 0.2], block_size=4)
+    result = score_choices(model, [ChoiceItem([1, 1], [[0] * 9, [2]], answer=0)])
+    assert result.logprob[0][0].item() == pytest.approx(9 * torch.tensor(0.5).log().item())
+    torch.testing.assert_close(result.tokens[0], torch.tensor([9, 1]))

@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from scratchlm.bigram import BigramLanguageModel
 from scratchlm.errors import ConfigError
-from scratchlm.evaluate.heldout import scoring
+from scratchlm.evaluate.heldout import scoring, token_nats
 
 NORMALISATIONS = ("sum", "per_token", "per_byte")
 
@@ -54,20 +54,23 @@ def option_logprobs(
     """Per item: (sum of log p over each option's tokens (n_options,), tokens per option (n_options,)).
 
     Each option is read after its context; a model with `config.block_size` sees at most that many tokens, the
-    context cropped from the left (an option longer than block_size is an error: it could not be judged whole).
+    context cropped from the left. An option longer than block_size is read with `token_nats`'s sliding windows
+    (stride half a block), so its later tokens see block_size / 2 to block_size tokens before them.
     Sequences are right-padded into batches: a causal model's predictions never look at the padding after them.
     """
     block_size = getattr(getattr(model, "config", None), "block_size", None)
     rows = []  # (item, option, input ids, number of option tokens)
+    sums = [torch.empty(len(item.options), dtype=torch.float64) for item in items]
     for i, item in enumerate(items):
         for j, option in enumerate(item.options):
-            if block_size is not None and len(option) > block_size:
-                raise ConfigError(f"option {j} of item {i} has {len(option)} tokens, more than block_size={block_size}")
             sequence = list(item.context) + list(option)
+            if block_size is not None and len(option) > block_size:
+                nats, _ = token_nats(model, torch.tensor(sequence), max(block_size // 2, 1))
+                sums[i][j] = -nats[-len(option) :].double().sum()
+                continue
             if block_size is not None:
                 sequence = sequence[-(block_size + 1) :]
             rows.append((i, j, sequence, len(option)))
-    sums = [torch.empty(len(item.options), dtype=torch.float64) for item in items]
     order = sorted(range(len(rows)), key=lambda r: len(rows[r][2]))  # similar lengths together: less padding
     with scoring(model) as device:
         for b in range(0, len(order), batch_size):

@@ -123,19 +123,23 @@ def head_summary(patterns: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
-def repeated_random_tokens(vocab_size: int, half: int, batch: int, seed: int = 0) -> torch.Tensor:
+def repeated_random_tokens(vocab: int | torch.Tensor, half: int, batch: int, seed: int = 0) -> torch.Tensor:
     """(batch, 2 * half) ids: each row a random sequence of `half` tokens followed by the same sequence again.
 
-    Within a copy the tokens are distinct when half <= vocab_size (drawn without replacement), so every token of
-    the second copy has exactly one previous occurrence and "the token after it" is unambiguous.
+    vocab: draw from ids 0 .. vocab - 1, or from the ids in a 1-D tensor (say, a character model's letters, so
+    that the sequence is odd but not made of symbols the model has hardly seen). Within a copy the tokens are
+    distinct when half <= the number of ids (drawn without replacement), so every token of the second copy has
+    exactly one previous occurrence and "the token after it" is unambiguous.
     """
-    if half < 2 or vocab_size < 2 or batch < 1:
-        raise ConfigError(f"need half >= 2, vocab_size >= 2, batch >= 1, got {half}, {vocab_size}, {batch}")
+    choices = torch.arange(vocab) if isinstance(vocab, int) else torch.as_tensor(vocab).flatten()
+    if half < 2 or len(choices) < 2 or batch < 1:
+        raise ConfigError(f"need half >= 2, at least 2 ids, batch >= 1, got {half}, {len(choices)}, {batch}")
     g = torch.Generator().manual_seed(seed)
-    if half <= vocab_size:
-        first = torch.stack([torch.randperm(vocab_size, generator=g)[:half] for _ in range(batch)])
+    if half <= len(choices):
+        picks = torch.stack([torch.randperm(len(choices), generator=g)[:half] for _ in range(batch)])
     else:
-        first = torch.randint(0, vocab_size, (batch, half), generator=g)
+        picks = torch.randint(0, len(choices), (batch, half), generator=g)
+    first = choices[picks]
     return torch.cat((first, first), dim=1)
 
 
@@ -169,20 +173,36 @@ class InductionResult:
 
 
 def induction_score(
-    model: nn.Module, half: int | None = None, batch: int = 32, seed: int = 0, vocab_size: int | None = None
+    model: nn.Module,
+    half: int | None = None,
+    batch: int = 32,
+    seed: int = 0,
+    vocab: int | torch.Tensor | None = None,
+    first_copies: torch.Tensor | None = None,
 ) -> InductionResult:
-    """Run `model` on repeated random tokens (`repeated_random_tokens`) and measure its induction behaviour.
+    """Run `model` on sequences repeated twice and measure its induction behaviour.
 
-    half: length of each copy (default: block_size // 2). The first copy is unpredictable (random); the second
-    is predictable only by copying. loss_first averages the predictions of tokens 1 .. half - 1, loss_second
-    those of tokens half + 1 .. 2 * half - 1 (token half, the second copy's first, cannot be inferred).
-    vocab_size: draw from ids below this (default: the model's vocabulary).
+    By default the sequences are random tokens (`repeated_random_tokens`: `batch` of them, `half` tokens long,
+    default block_size // 2, drawn from `vocab`, default the whole vocabulary); `first_copies` (B, half) gives
+    them instead (a snippet of real text, say). The first copy is predictable only as far as the model knows
+    the language; the second also by copying. loss_first averages the predictions of tokens 1 .. half - 1,
+    loss_second those of tokens half + 1 .. 2 * half - 1 (token half, the second copy's first, cannot be
+    inferred). The attention target of query t in the second copy is t - half + 1, the position after the same
+    place in the first copy.
     """
     config = model.config
+    if first_copies is not None:
+        first_copies = torch.as_tensor(first_copies)
+        if first_copies.dim() != 2 or first_copies.size(1) < 2:
+            raise ConfigError(f"first_copies must be (B, half) ids with half >= 2, got {tuple(first_copies.shape)}")
+        half = first_copies.size(1)
     half = half or config.block_size // 2
     if 2 * half > config.block_size:
         raise ConfigError(f"two copies of {half} tokens do not fit block_size={config.block_size}")
-    ids = repeated_random_tokens(vocab_size or config.vocab_size, half, batch, seed)
+    if first_copies is not None:
+        ids = torch.cat((first_copies, first_copies), dim=1)
+    else:
+        ids = repeated_random_tokens(config.vocab_size if vocab is None else vocab, half, batch, seed)
     records, logits = attention_capture(model, ids)
     losses = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:].to(logits.device), reduction="none")
     by_position = losses.mean(0).cpu()  # [t] predicts token t + 1

@@ -1,0 +1,84 @@
+"""`python -m scratchlm eval`: a report card for a trained checkpoint (`scratchlm.evaluate.report`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from scratchlm import checkpoint
+from scratchlm.cli.args import positive_int
+from scratchlm.data import load_splits
+from scratchlm.errors import ConfigError, OutputError
+from scratchlm.evaluate.report import EvalConfig, format_card, report_card, write_report
+from scratchlm.options import add_arguments, given_options
+from scratchlm.runtime import configure_threads, get_device
+
+DEFAULT_VAL_FRACTION = 0.1
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="report card of a trained checkpoint: bits per byte, calibration, cloze, induction, novelty",
+        description=(
+            "Evaluate a checkpoint written by 'train' on the held-out end of its data: bits per byte, the "
+            "expected calibration error of its next-token probabilities, accuracy on a next-line cloze test "
+            "(against chance and a bigram model), the induction score of its attention heads, and how much of "
+            "its samples is new. Prints the card; writes report.json and plots (reliability, induction, "
+            "attention) to --out."
+        ),
+    )
+    p.add_argument(
+        "--ckpt", metavar="PATH", default="out", help="checkpoint file, or the folder holding ckpt.pt (default: out/)"
+    )
+    p.add_argument(
+        "--out", metavar="DIR", help="folder for report.json and the plots (default: eval/ beside the checkpoint)"
+    )
+    p.add_argument("--device", help="auto (default), cpu, cuda or mps")
+    p.add_argument(
+        "--threads", type=positive_int, help="CPU threads (default: one less than the CPUs, at least 1, at most 8)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_arguments(p, EvalConfig, title="evaluation")
+    p.set_defaults(func=run)
+
+
+def _output_folder(out: str | None, ckpt_path: Path) -> Path:
+    """The report's folder, created now: a folder that cannot be written fails before minutes of work."""
+    folder = Path(out) if out else ckpt_path.parent / "eval"
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"cannot write the report into {folder}: it is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create {folder}: {e.strerror or e}") from None
+    return folder
+
+
+def run(args: argparse.Namespace) -> int:
+    config = EvalConfig(**given_options(args, EvalConfig))  # bad flag values fail before anything is loaded
+    threads = configure_threads(args.threads)
+    device = get_device(args.device)
+    saved = checkpoint.load(args.ckpt)
+    model, tokenizer = saved.build_model(device), saved.build_tokenizer()
+    trained_on = saved.config if isinstance(saved.config, dict) else {}
+    data = config.data or trained_on.get("data")
+    if not isinstance(data, str) or not data:
+        raise ConfigError(f"{saved.path} does not say which data it was trained on: give --data NAME|PATH")
+    val_fraction = config.val_fraction or trained_on.get("val_fraction") or DEFAULT_VAL_FRACTION
+    folder = _output_folder(args.out, saved.path)
+    splits = load_splits(data, tokenizer, val_fraction)
+    m = model.config
+    print(
+        f"{saved.path} (step {saved.step}): {m.n_layer} layers, {m.n_head} heads, {m.n_embd} channels, block "
+        f"{m.block_size}, {tokenizer.vocab_size} tokens; held-out: the last {val_fraction:g} of {data}; "
+        f"{device}, {threads} threads",
+        flush=True,
+    )
+    train_text, val_text = tokenizer.decode(splits.train.tolist()), tokenizer.decode(splits.val.tolist())
+    card = report_card(model, tokenizer, train_text, val_text, config, progress=not args.quiet)
+    card["checkpoint"] = {"path": str(saved.path), "step": saved.step, "data": data, "val_fraction": val_fraction}
+    print(format_card(card))
+    written = write_report(card, folder)
+    print(f"wrote {', '.join(str(p) for p in written)} ({card['elapsed_s']:.0f} s)")
+    return 0
