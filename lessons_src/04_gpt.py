@@ -31,9 +31,12 @@
 #    then a check that it is `scratchlm.model.GPT` weight for weight;
 # 2. the parameter count as a formula, asserted against the modules;
 # 3. the FLOPs per token of training, and how much of this machine's matmul speed a training step uses (MFU);
-# 4. the optimiser recipe: AdamW with weight-decay groups, warmup plus cosine decay, gradient clipping;
-# 5. a real training run with `scratchlm.training.train`, its loss curves and its samples;
-# 6. sampling with temperature, top-k and top-p;
+# 4. the optimiser recipe, each part written by hand and checked against the library: AdamW with weight-decay
+#    groups, warmup plus cosine decay, gradient clipping; then the training loop they make, checked against
+#    `scratchlm.training.train` weight for weight;
+# 5. a real training run with `train`, its loss curves and its samples;
+# 6. sampling: temperature, top-k and top-p written by hand, checked against the library's `filter_logits`,
+#    and a sampling loop checked against `generate`;
 # 7. checkpoints: save, load, rebuild, resume;
 # 8. the round trip to Hugging Face's `GPT2LMHeadModel`, and GPT-2 124M itself when you are online.
 
@@ -66,7 +69,6 @@ import os
 import re
 import socket
 import tempfile
-import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -78,6 +80,9 @@ from scratchlm import model as library
 from scratchlm.data import get_batch, load_splits
 from scratchlm.generation import filter_logits, generate
 from scratchlm.model import Block, GPTConfig
+from scratchlm.scaling.flops import attention_flops_per_token, flops_per_token
+from scratchlm.timing import seconds_per_call
+from scratchlm.tokenizers import visible
 from scratchlm.training import (
     TrainConfig,
     autocast_for,
@@ -387,6 +392,16 @@ for name, c in sizes.items():
 #
 # `FLOPs per token = 6·N + 12·L·T·C`
 #
+# **Which attention FLOPs count.** Attention here is causal: the query at position `t` may only look at the
+# `t + 1` keys up to it, so the upper half of each `T × T` score matrix is masked away. `12·L·T·C` counts the
+# whole matrix, masked half included; counting only the half that matters gives `6·L·T·C`. Both are in use,
+# so a FLOP count (and an MFU) means something only with its convention stated. The course states it once, in
+# `scratchlm.scaling.flops`, and every lesson uses that definition: **the masked half is counted**
+# (`flops_per_token(config)`, `masked_half=True`), the work of the plain formula that computes every score
+# and then masks, and the count `GPT.flops_per_token` and PyTorch's FLOP counter give. Lesson 07 builds a
+# kernel that skips masked tiles and counts the same way, so its utilisation figures and this lesson's are
+# comparable; `masked_half=False` gives the causal count, the one Kaplan et al.'s scaling laws use.
+#
 # From here on the lesson's model is the one the training run of section 5 uses: the preset of this mode.
 
 # %%
@@ -397,12 +412,16 @@ model_config = train_config.model_config(V)
 torch.manual_seed(SEED)
 model = library.GPT(model_config)
 N = model.num_parameters(non_embedding=True)
-flops = 6 * N + 12 * model_config.n_layer * model_config.block_size * model_config.n_embd
-assert flops == model.flops_per_token()
+L, T, C = model_config.n_layer, model_config.block_size, model_config.n_embd
+flops = 6 * N + 12 * L * T * C  # the masked half counted
+assert flops == flops_per_token(model_config) == model.flops_per_token()  # the course's one definition
+assert flops_per_token(model_config, masked_half=False) == 6 * N + 6 * L * T * C  # the causal half only
 print(f'preset("{RUN}"): {model_config}')
 print(
     f"N (without wpe) = {N:,}; FLOPs per token = 6N + 12·L·T·C = {6 * N:,} + "
-    f"{flops - 6 * N:,} = {flops / 1e6:.2f} MFLOP"
+    f"{attention_flops_per_token(model_config):,} = {flops / 1e6:.2f} MFLOP "
+    f"(attention {attention_flops_per_token(model_config) / flops:.0%} of it; "
+    f"{flops_per_token(model_config, masked_half=False) / 1e6:.2f} MFLOP without the masked half)"
 )
 
 # %% [markdown]
@@ -417,46 +436,37 @@ print(
 # matmul speed, not a hardware constant.
 
 
+# %% [markdown]
+# Both timings use the course's one timer, `scratchlm.timing.seconds_per_call(fn, repeats, warmup, device)`:
+# it runs `fn` `warmup` times untimed (the first calls pay for memory allocation and kernel selection), then
+# times each of `repeats` calls, waiting for the device before each reading of the clock. That wait matters on
+# a GPU, which runs kernels asynchronously: without it the clock would measure how fast work is *queued*.
+
+
 # %%
-def synchronize() -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def time_training_steps(config: TrainConfig, steps: int, warmup: int = 2) -> tuple[float, list[float]]:
-    """Tokens per second of `steps` training steps of `config`'s model, and each step's gradient norm."""
+    """Tokens per second of `steps` training steps of `config`'s model (after `warmup` untimed ones), and
+    every step's gradient norm before clipping."""
     torch.manual_seed(config.seed)
     net = library.GPT(config.model_config(V)).to(device)
     optimizer = make_optimizer(net, config, device)
     autocast = autocast_for(device, config.dtype)  # bfloat16 autocast on recent GPUs, as train() does
     batches = torch.Generator().manual_seed(config.seed)
     norms = []
-    for step in range(warmup + steps):
-        if step == warmup:
-            synchronize()
-            start = time.perf_counter()
+
+    def one_step() -> None:
         batch = get_batch(train_data, config.model.block_size, config.batch_size, batches, device)
-        result = train_step(
-            net, optimizer, batch, lr=lr_at(step, config), grad_clip=config.grad_clip, autocast=autocast
-        )
-        norms.append(result.grad_norm)  # the norm before clipping
-    synchronize()
-    seconds = time.perf_counter() - start
-    return steps * config.tokens_per_step / seconds, [n.item() for n in norms]
+        lr = lr_at(len(norms), config)
+        norms.append(train_step(net, optimizer, batch, lr=lr, grad_clip=config.grad_clip, autocast=autocast).grad_norm)
+
+    seconds = seconds_per_call(one_step, repeats=steps, warmup=warmup, device=device)
+    return steps * config.tokens_per_step / sum(seconds), [n.item() for n in norms]
 
 
 def matmul_flops_per_second(n: int, dtype: torch.dtype, repeats: int = 5) -> float:
     """Best FLOP/s of an (n, n) @ (n, n) product: 2·n³ FLOPs each time."""
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        synchronize()
-        start = time.perf_counter()
-        a @ b
-        synchronize()
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
+    return 2 * n**3 / min(seconds_per_call(lambda: a @ b, repeats=repeats, warmup=1, device=device))
 
 
 if device.type == "cuda":
@@ -473,7 +483,10 @@ print(
 print(
     f"training: {tokens_per_s:,.0f} tokens/s x {flops / 1e6:.2f} MFLOP/token = {tokens_per_s * flops / 1e9:.1f} GFLOP/s"
 )
-print(f"matmul estimate of the peak: {peak / 1e9:.1f} GFLOP/s  ->  MFU ≈ {mfu:.1%}")
+print(
+    f"matmul estimate of the peak: {peak / 1e9:.1f} GFLOP/s  ->  MFU ≈ {mfu:.1%} "
+    f"(masked half counted; {flops_per_token(model_config, masked_half=False) * tokens_per_s / peak:.1%} without it)"
+)
 assert math.isfinite(mfu) and mfu > 0
 torch.testing.assert_close(mfu, flops * tokens_per_s / peak)
 
@@ -491,14 +504,37 @@ torch.testing.assert_close(mfu, flops * tokens_per_s / peak)
 # times the weight), separately from the gradient step. For a matrix that is a useful pressure: among the
 # weights that fit the data it prefers the smaller ones. For the vectors it makes no sense: a bias or a
 # LayerNorm shift pulled towards 0 is not a simpler function, and a LayerNorm gain pulled towards 0 switches its
-# branch off. So `scratchlm.training.param_groups` splits the parameters by shape: every tensor with 2 or more
-# dimensions (Linear weights and both embeddings) decays, every 1-D tensor does not. Here are the groups of the
-# section 1 model, with the block index collapsed:
+# branch off. The rule, written by module: the weights of Linear and Embedding layers decay; biases and every
+# LayerNorm parameter do not. Two details: `named_parameters` yields the tied head once (it *is* `wte.weight`),
+# and AdamW takes a list of groups, each with its own `weight_decay`.
+
+
+# %%
+def our_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW's two groups: Linear and Embedding weights decay, biases and LayerNorm parameters do not."""
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):  # each tensor under the module that owns it
+            matrix = isinstance(module, (nn.Linear, nn.Embedding)) and name == "weight"
+            (decay if matrix else no_decay).append(p)
+    decay = list({id(p): p for p in decay}.values())  # the tied head is wte.weight: keep it once
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+# %% [markdown]
+# The library's `scratchlm.training.param_groups` says the same in one line, by shape: every tensor with 2 or
+# more dimensions (in a GPT exactly the Linear and Embedding weights) decays, every 1-D tensor does not. Both
+# rules must put the same tensors in the same groups. Here are the groups of the section 1 model, with the block
+# index collapsed:
 
 # %%
 # NBVAL_CHECK_OUTPUT
 names = {id(p): re.sub(r"\.h\.\d+\.", ".h.*.", name) for name, p in ours.named_parameters()}
 groups = param_groups(ours, weight_decay=0.1)
+for mine, theirs in zip(our_param_groups(ours, weight_decay=0.1), groups, strict=True):
+    assert mine["weight_decay"] == theirs["weight_decay"]
+    assert {id(p) for p in mine["params"]} == {id(p) for p in theirs["params"]}
+    assert len(mine["params"]) == len(theirs["params"])  # and no tensor twice
 for group in groups:
     members = sorted({names[id(p)] for p in group["params"]})
     print(
@@ -514,13 +550,40 @@ assert all(p.dim() >= 2 for p in groups[0]["params"]) and all(p.dim() == 1 for p
 # The decayed group holds nearly all the parameters (the matrices); the biases and LayerNorm parameters are
 # many tensors but few numbers. The tied head does not appear: it *is* `transformer.wte.weight`.
 #
-# **The learning-rate schedule.** `lr_at(step, config)` climbs linearly over `warmup_iters` steps to
-# `learning_rate`, then follows half a cosine down to `min_lr` at `lr_decay_iters` (by default the last step),
-# and stays there. The warmup protects the first steps, when Adam's estimates of the gradient's scale rest on
-# a handful of batches; the decay lets the model settle into a minimum with small, careful steps at the end.
+# **The learning-rate schedule.** Warmup, then cosine decay. For `warmup_iters` steps the rate climbs
+# linearly to `learning_rate`: the warmup protects the first steps, when Adam's estimates of the gradient's
+# scale rest on a handful of batches. Step `s` (counted from 0) gets `learning_rate · (s + 1) / warmup_iters`,
+# so the very first step already learns a little. Then half a cosine carries it down to `min_lr` at
+# `lr_decay_iters` (by default the last step): with `progress` going from 0 to 1 over the decay,
+#
+# `lr = min_lr + ½ (1 + cos(π · progress)) · (learning_rate − min_lr)`,
+#
+# which starts flat (the model still learns fast), falls fastest in the middle, and flattens again at the end,
+# where small, careful steps let the model settle into a minimum. After `lr_decay_iters` it stays at `min_lr`.
+
+
+# %%
+def our_lr(step: int, config: TrainConfig) -> float:
+    """Learning rate of optimizer step `step` (0-based): linear warmup, cosine decay, then flat min_lr."""
+    peak, floor, warmup, end = config.learning_rate, config.min_lr, config.warmup_iters, config.decay_iters
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if step >= end:
+        return floor
+    progress = (step - warmup) / (end - warmup)  # 0 -> 1 over the decay
+    return floor + 0.5 * (1 + math.cos(math.pi * progress)) * (peak - floor)
+
+
+# %% [markdown]
+# The library's `scratchlm.training.lr_at(step, config)` is this function; we check it at every step of this
+# mode's preset and of a schedule that decays before the end of training (`lr_decay_iters`), then plot it.
 
 # %%
 steps = list(range(train_config.max_iters + 1))
+early_end = train_config.replace(lr_decay_iters=max(train_config.max_iters // 2, train_config.warmup_iters + 1))
+for schedule in (train_config, early_end):
+    for s in steps:
+        assert math.isclose(our_lr(s, schedule), lr_at(s, schedule), rel_tol=1e-12, abs_tol=1e-15), s
 lrs = [lr_at(s, train_config) for s in steps]
 fig, ax = plt.subplots(figsize=(8, 3.2), layout="constrained")
 ax.plot(steps, lrs)
@@ -540,8 +603,24 @@ assert all(a >= b - eps for a, b in itertools.pairwise(lrs[train_config.warmup_i
 # huge value into Adam's moment estimates, which remember it for hundreds of steps). `clip_grad_norm_(params,
 # max_norm)` measures the norm of the *whole* gradient, all parameters as one vector, and if it exceeds
 # `max_norm` scales every gradient by the same factor `max_norm / norm`: the direction is kept, only the length
-# is capped. The steps timed above recorded the norm before clipping; below them, a gradient clipped to half its
-# norm:
+# is capped. By hand:
+
+
+# %%
+def our_clip(parameters: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Scale all gradients by one factor so that their joint norm is at most max_norm; return the norm before."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    total = torch.sqrt(sum((g.double() ** 2).sum() for g in grads)).float()  # all gradients as one vector
+    scale = min(1.0, max_norm / (total.item() + 1e-6))  # the 1e-6, as PyTorch's, guards against a zero norm
+    for g in grads:
+        g.mul_(scale)
+    return total
+
+
+# %% [markdown]
+# It must do what PyTorch's `torch.nn.utils.clip_grad_norm_` does (the function `train_step` calls). The steps
+# timed above recorded the norm before clipping; below them, the gradient of one batch clipped both ways to half
+# its norm, so that this demonstration always clips:
 
 # %%
 print(
@@ -555,25 +634,69 @@ _, loss = probe(
     *get_batch(train_data, model_config.block_size, train_config.batch_size, torch.Generator().manual_seed(SEED))
 )
 loss.backward()
-before = torch.cat([p.grad.flatten() for p in probe.parameters()])
-max_norm = 0.5 * before.norm().item()  # half the current norm, so that this demonstration always clips
+before = [p.grad.clone() for p in probe.parameters()]
+flat_before = torch.cat([g.flatten() for g in before])
+max_norm = 0.5 * flat_before.norm().item()
 returned = torch.nn.utils.clip_grad_norm_(probe.parameters(), max_norm)
+theirs = torch.cat([p.grad.flatten() for p in probe.parameters()])
+for p, g in zip(probe.parameters(), before, strict=True):
+    p.grad = g.clone()  # the unclipped gradient again, for our function
+ours_norm = our_clip(list(probe.parameters()), max_norm)
 after = torch.cat([p.grad.flatten() for p in probe.parameters()])
 print(
     f"norm {returned:.3f} -> clipped to {after.norm():.3f}; "
-    f"cosine(before, after) = {F.cosine_similarity(before.double(), after.double(), dim=0):.4f}"
+    f"cosine(before, after) = {F.cosine_similarity(flat_before.double(), after.double(), dim=0):.4f}"
 )
-torch.testing.assert_close(returned, before.norm(), rtol=1e-4, atol=0)  # float32 sums in a different order
-torch.testing.assert_close(after, before * max_norm / before.norm(), rtol=1e-4, atol=1e-8)
+torch.testing.assert_close(ours_norm, returned, rtol=1e-5, atol=0)  # float32 sums in a different order
+torch.testing.assert_close(after, theirs, rtol=1e-5, atol=1e-9)
 
 # %% [markdown]
 # The clipped gradient points exactly where the original did (cosine 1): clipping changes the step's length,
-# never its direction. In the very first steps the norm is above the cap, so clipping shortens them; a few
-# steps later it has fallen below the cap and clipping does nothing. Shortening every step alike would matter
-# little anyway: Adam divides each update by a running estimate of the gradient's size, so scaling every
-# gradient by the same factor leaves its steps unchanged. What clipping changes is the odd step whose norm is
-# many times its neighbours' (in the run stored with this notebook, one of the first ten steps has a norm of
-# about 80): it is cut down to the cap instead of dominating the update and Adam's memory of it.
+# never its direction. In the first steps of the stored run every norm is above the cap of 1 (up to 4.0, still
+# 1.24 at step 22), so clipping shortens them all; after training the norms sit around the cap (section 5).
+# Shortening every step alike would matter little anyway: Adam divides each update by a running estimate of the
+# gradient's size, so scaling every gradient by the same factor leaves its steps unchanged. What clipping guards
+# against is the odd step whose norm is many times its neighbours' (this short, well-behaved run has none): it is
+# cut down to the cap instead of dominating the update and Adam's memory of it.
+#
+# **The training loop.** Lesson 01 wrote the optimisation loop: batch, forward, backward, step. With the three
+# pieces above it becomes the loop every GPT in this course is trained with: seed, model, AdamW over our decay
+# groups (with the `betas` of the config and PyTorch's fused kernel, as `make_optimizer` builds it), and at every
+# step a fresh batch from a seeded generator, the scheduled learning rate, forward, backward, clipping, update.
+# `scratchlm.training.train(config)` runs exactly this loop (each step one `train_step`), plus what a real run
+# needs around it: evaluations, checkpoints, a progress bar. So a few steps of ours and of `train`, from the same
+# seed, must end in the same weights:
+
+# %%
+check_config = preset(RUN, max_iters=pick(smoke=5, cpu=20, gpu=20), progress=False)
+torch.manual_seed(check_config.seed)  # model initialisation, as train() seeds it
+by_hand = library.GPT(check_config.model_config(V)).to(device).train()
+optimizer = torch.optim.AdamW(
+    our_param_groups(by_hand, check_config.weight_decay),
+    lr=check_config.learning_rate,
+    betas=check_config.betas,
+    fused=device.type in ("cpu", "cuda"),  # one kernel for all parameters, as make_optimizer chooses
+)
+batches = torch.Generator().manual_seed(check_config.seed)  # train() draws its batches from such a generator
+for step in range(check_config.max_iters):
+    x, y = get_batch(train_data, check_config.model.block_size, check_config.batch_size, batches, device)
+    for group in optimizer.param_groups:
+        group["lr"] = our_lr(step, check_config)
+    optimizer.zero_grad(set_to_none=True)
+    with autocast_for(device, check_config.dtype):  # bfloat16 on capable GPUs, nothing on a CPU
+        _, loss = by_hand(x, y)
+    loss.backward()
+    our_clip(list(by_hand.parameters()), check_config.grad_clip)
+    optimizer.step()
+from_library = train(check_config).model
+tolerance = dict(rtol=1e-4, atol=1e-5) if device.type == "cpu" else dict(rtol=2e-2, atol=2e-3)  # GPU: bf16
+for (name, a), (_, b) in zip(by_hand.state_dict().items(), from_library.state_dict().items(), strict=True):
+    torch.testing.assert_close(a, b, **tolerance, msg=name)
+print(f"{check_config.max_iters} steps by hand and with train(): the same weights (last loss {loss.item():.3f})")
+
+# %% [markdown]
+# The weights agree to float32 rounding (our clipping sums the squares in another order than PyTorch's). From
+# here on the lesson trains with `train`.
 #
 # ## 5 · Training on Tiny Shakespeare
 #
@@ -699,12 +822,59 @@ if MODE == "gpu":
 #
 # ## 6 · Sampling: temperature, top-k, top-p
 #
-# `generate` extends a prompt one token at a time: logits of the last position, divided by the **temperature**,
-# optionally filtered, softmax, one draw. Temperature below 1 sharpens the distribution (0 means always take the
-# most likely token, greedy decoding), above 1 flattens it. **Top-k** keeps only the `k` most likely tokens;
-# **top-p** (nucleus) keeps the smallest set of most likely tokens whose probabilities add up to `p`, so the
-# number of candidates adapts: few when the model is sure, many when it is not. Here is one next-token
-# distribution of the trained model and what each knob does to it:
+# A model gives the logits of the next token; a sampler turns them into one token, appends it, and asks again.
+# Three knobs shape the distribution it draws from, each a few lines on a `(B, V)` tensor of logits:
+#
+# - **Temperature** `τ` divides the logits: `softmax(z / τ)`. Below 1 it sharpens the distribution, above 1 it
+#   flattens it, and as `τ → 0` all the mass goes to the most likely token (greedy decoding, taken as `argmax`).
+# - **Top-k** keeps the `k` most likely tokens: every logit below the `k`-th largest becomes `−∞`, which
+#   softmax turns into probability 0 (ties with the `k`-th are kept).
+# - **Top-p** (nucleus) keeps the smallest set of most likely tokens whose probabilities add up to at least `p`.
+#   Sort the probabilities in decreasing order; a token is dropped when the tokens ranked above it already reach
+#   `p`. The first token always stays, so the set is never empty, and its size adapts: few candidates when the
+#   model is sure, many when it is not.
+
+
+# %%
+def our_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Logits (B, V) for sampling at `temperature` > 0: the maximum shifted to 0 (so a tiny temperature sends
+    the others to -inf, never to nan), then divided."""
+    return (logits - logits.amax(dim=-1, keepdim=True)) / temperature
+
+
+def our_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Logits (B, V) with every entry below the k-th largest of its row set to -inf."""
+    kth = logits.sort(dim=-1, descending=True).values[:, k - 1 : k]  # (B, 1)
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def our_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Logits (B, V) with every token outside the nucleus of mass p set to -inf."""
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    probs = F.softmax(sorted_logits, dim=-1)  # in decreasing order
+    mass_above = probs.cumsum(dim=-1) - probs  # the probability of the tokens ranked above each one
+    drop_sorted = mass_above >= p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)  # back to vocabulary order
+    return logits.masked_fill(drop, float("-inf"))
+
+
+# %% [markdown]
+# The library has the two filters in one function, `scratchlm.generation.filter_logits(logits, top_k, top_p)`
+# (top-k first when both are given). Ours must agree with it exactly, on random logits of several shapes and
+# on every `k` and `p` tried:
+
+# %%
+logits_check = torch.randn(6, V, generator=torch.Generator().manual_seed(SEED)) * 3
+for k in (1, 2, 5, V):
+    assert torch.equal(our_top_k(logits_check, k), filter_logits(logits_check, top_k=k)), k
+for p in (0.05, 0.5, 0.9, 0.99):
+    assert torch.equal(our_top_p(logits_check, p), filter_logits(logits_check, top_p=p)), p
+    assert torch.equal(our_top_p(our_top_k(logits_check, 10), p), filter_logits(logits_check, top_k=10, top_p=p))
+print("our top-k and top-p filters = filter_logits, on every k and p tried")
+
+# %% [markdown]
+# Here is one next-token distribution of the trained model and what each knob does to it. From here on the
+# lesson uses the library's `filter_logits`.
 
 # %%
 net = result.model.eval()
@@ -713,9 +883,9 @@ with torch.no_grad():
     next_logits = net(torch.tensor([tokenizer.encode(prompt)], device=device))[0][:, -1, :].float().cpu()  # (1, V)
 TOP_K, TOP_P, SHOWN = 5, 0.9, 20
 order = next_logits[0].argsort(descending=True)[:SHOWN]
-labels = ["␣" if c == " " else repr(c)[1:-1] for c in (tokenizer.decode([i]) for i in order.tolist())]
+labels = [visible(tokenizer.decode([i])) for i in order.tolist()]  # ␣ for a space, ⏎ for a newline
 panels = {
-    "temperature": {f"T = {t}": F.softmax(next_logits / t, dim=-1) for t in (0.5, 1.0, 2.0)},
+    "temperature": {f"T = {t}": F.softmax(our_temperature(next_logits, t), dim=-1) for t in (0.5, 1.0, 2.0)},
     "top-k": {
         "T = 1": F.softmax(next_logits, dim=-1),
         f"top_k = {TOP_K}": F.softmax(filter_logits(next_logits, top_k=TOP_K), dim=-1),
@@ -749,9 +919,42 @@ assert probs[kept_p].sum() >= TOP_P and probs[kept_p].sum() - probs[kept_p].min(
 
 # %% [markdown]
 # Temperature reshapes the whole distribution without removing anything; top-k and top-p cut its tail to
-# zero and renormalise what is left, so the kept tokens all become a little more likely. Now whole samples,
-# every one from the same prompt and the same seed, so that only the sampling rule differs. A crude measure of
-# quality next to each: the share of generated words that occur somewhere in the training text.
+# zero and renormalise what is left, so the kept tokens all become a little more likely.
+#
+# **The sampling loop.** Generating is then: run the model on the context (at most its last `block_size`
+# tokens: there are no positions beyond), take the logits of the last position, temperature, filters, softmax,
+# one draw from a seeded generator, append, repeat. That is `scratchlm.generation.generate`, which we check
+# token for token with the same seed. One difference in how it works, not in what it returns: by default
+# `generate` keeps the keys and values of the tokens it has already processed (a *KV cache*, lesson 09), so that
+# each new token costs one position instead of the whole context. `use_cache=False` turns that off and makes it
+# exactly the loop below; this lesson passes it everywhere, since the cache is lesson 09's subject.
+
+
+# %%
+@torch.no_grad()
+def our_generate(model: nn.Module, ids: torch.Tensor, n_new: int, temperature: float = 1.0, **filters) -> torch.Tensor:
+    """Extend the 1-D prompt `ids` by `n_new` tokens sampled at `temperature` with `filter_logits`'s filters."""
+    generator = torch.Generator(device=ids.device).manual_seed(SEED)
+    for _ in range(n_new):
+        logits = model(ids[None, -model.config.block_size :])[0][:, -1, :].float()  # (1, V)
+        logits = filter_logits(our_temperature(logits, temperature), **filters)
+        next_id = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)  # (1, 1)
+        ids = torch.cat([ids, next_id[0]])
+    return ids
+
+
+check_prompt = torch.tensor(tokenizer.encode("ROMEO:\n"), device=device)
+for kwargs in ({"temperature": 1.0}, {"temperature": 0.7, "top_k": TOP_K}, {"top_p": TOP_P}):
+    n_check = model_config.block_size + 10  # past block_size, so that the context window slides
+    assert torch.equal(
+        our_generate(net, check_prompt, n_check, **kwargs),
+        generate(net, check_prompt, n_check, seed=SEED, use_cache=False, **kwargs),
+    ), kwargs
+print("our sampling loop = generate(..., use_cache=False), token for token")
+
+# %% [markdown]
+# Now whole samples, every one from the same prompt and the same seed, so that only the sampling rule differs. A
+# crude measure of quality next to each: the share of generated words that occur somewhere in the training text.
 
 # %%
 train_text = tokenizer.decode(train_data.tolist())
@@ -767,12 +970,12 @@ settings = {
 prompt_ids = torch.tensor(tokenizer.encode("ROMEO:\n"), device=device)
 NEW_TOKENS = pick(smoke=60, cpu=250, gpu=250)
 for name, kwargs in settings.items():
-    out = generate(net, prompt_ids, max_new_tokens=NEW_TOKENS, seed=SEED, **kwargs)
+    out = generate(net, prompt_ids, max_new_tokens=NEW_TOKENS, seed=SEED, use_cache=False, **kwargs)
     sample = tokenizer.decode(out[len(prompt_ids) :].tolist())
     words = re.findall(r"[A-Za-z']+", sample)
     real = sum(w in known_words for w in words) / max(1, len(words))
     print(f"--- {name}: {real:.0%} of {len(words)} words are in the training text ---\nROMEO:\n{sample}\n")
-again = generate(net, prompt_ids, max_new_tokens=NEW_TOKENS, seed=SEED, top_p=TOP_P)
+again = generate(net, prompt_ids, max_new_tokens=NEW_TOKENS, seed=SEED, top_p=TOP_P, use_cache=False)
 assert torch.equal(again, out), "the same seed gives the same sample"
 
 # %% [markdown]
@@ -812,7 +1015,10 @@ print(
     f"training checkpoint {full_mb:.2f} MB, weights only {small_mb:.2f} MB ({full_mb / small_mb:.1f}x: "
     "AdamW keeps two moments per parameter)"
 )
-assert torch.equal(generate(sampler, prompt_ids, 30, seed=SEED), generate(net, prompt_ids, 30, seed=SEED))
+assert torch.equal(
+    generate(sampler, prompt_ids, 30, seed=SEED, use_cache=False),
+    generate(net, prompt_ids, 30, seed=SEED, use_cache=False),
+)
 
 # %% [markdown]
 # The training checkpoint is about three times the weights: AdamW stores a running mean and a running mean
@@ -908,7 +1114,7 @@ if have_transformers and MODE != "smoke":
         start = torch.tensor(bpe.encode("The meaning of a language model is"), device=device)
         with torch.no_grad():
             torch.testing.assert_close(our_gpt2(start[None])[0], gpt2(start[None])[0])
-        out = generate(our_gpt2, start, max_new_tokens=30, top_k=50, seed=SEED)
+        out = generate(our_gpt2, start, max_new_tokens=30, top_k=50, seed=SEED, use_cache=False)
         print(
             f"GPT-2 124M ({our_gpt2.config.n_layer} layers, {gpt2.num_parameters():,} parameters) "
             f"in the lesson's GPT class:\n{bpe.decode(out.tolist())}"
@@ -922,6 +1128,32 @@ else:
     print("skipped in smoke mode" if MODE == "smoke" else "skipped: `transformers` is not installed")
 
 # %% [markdown]
+# ## Where this lesson stands on the ladder
+#
+# Every lesson's val loss so far came from its own budget, so they cannot be set side by side. The ladder
+# (`scratchlm.ladder`) trains every model of the course with one recipe: the same training text, batches,
+# schedule and seeds, each model scored in bits per byte on the same held-out text. This lesson's rung, `gpt`, is
+# the library's `GPT` at the ladder's sizes: lesson 03's blocks, stacked, with this lesson's embeddings, tied
+# head, initialisation and optimiser recipe. We train it once more here (seed 0) and show it beside the
+# committed ladder (seeds 0 and 1):
+
+# %%
+from scratchlm.ladder import run_rung, show_ladder
+
+gpt_rung = run_rung("gpt", seed=0)
+show_ladder(highlight=["gpt"], measured=[gpt_rung])
+assert math.isfinite(gpt_rung["bits_per_byte"]) and gpt_rung["bits_per_byte"] < 8
+
+# %% [markdown]
+# The fresh run reproduces the committed seed 0 (2.592 bits per byte; the same seed on the same device gives
+# the same weights). On the ladder's budget, 2000 steps of 768 characters, the full GPT is 0.02 bits per byte
+# better than lesson 03's single block with residuals and LayerNorm (2.616 ± 0.024 against 2.638 ± 0.004, mean
+# and half the spread of two seeds): a gap no larger than the GPT's own seed spread, bought with 3.4 times the
+# parameters and three times the training time. At this budget depth has not paid for itself yet; it does with
+# longer training. The `cpu` preset of section 5 (3500 steps of the same model) ends at a val loss of 1.682 nats
+# per character, about 2.43 bits per byte (an estimate on 20 random batches of the same held-out characters),
+# below every rung of the ladder.
+#
 # ## Summary
 #
 # - A GPT is **embeddings in** (a token table plus a position table, added), a stack of **blocks**, a final
@@ -931,13 +1163,19 @@ else:
 #   about `ln V` and keeps the residual stream at the same size at every depth; without the scaling it grows
 #   with depth.
 # - **Parameters**: `V·C + T·C + L·(12C² + 13C) + 2C`, checked against the modules for four models up to GPT-2.
-# - **Compute**: about `6N + 12·L·T·C` FLOPs per training token; MFU compares the achieved rate with the
-#   device's (here estimated) peak, and small models use only a fraction of it.
-# - **Optimisation**: AdamW decays matrices, not vectors; warmup then cosine decay; gradient clipping caps the
-#   step's length without changing its direction.
-# - **Training** is one call, `train(preset(...))`, which logs train and val loss and writes checkpoints;
-#   **sampling** trades correctness for variety with temperature, top-k and top-p; a **checkpoint** rebuilds
-#   the model bit for bit and resumes training exactly.
+# - **Compute**: about `6N + 12·L·T·C` FLOPs per training token, counting the masked half of causal attention
+#   (the course's one convention, `scratchlm.scaling.flops`; `6N + 6·L·T·C` without it); MFU compares the
+#   achieved rate with the device's (here estimated) peak: about half of a 1024 × 1024 matmul's speed for the
+#   `cpu` preset on one thread in the stored run (49.5%, at a load average of 2.9); the rest goes to everything
+#   that is not a large matmul.
+# - **Optimisation**, each part written by hand and asserted equal to the library: AdamW decays matrices, not
+#   vectors (`param_groups`); warmup then cosine decay (`lr_at`); gradient clipping caps the step's length
+#   without changing its direction. Together they are the training loop, and `train` runs exactly that loop:
+#   twenty steps of ours and of `train` end in the same weights.
+# - **Training** is then one call, `train(preset(...))`, which logs train and val loss and writes checkpoints;
+#   **sampling** trades correctness for variety with temperature, top-k and top-p, written by hand and equal to
+#   `filter_logits`, in a sampling loop equal to `generate(..., use_cache=False)` (the KV cache is lesson 09's);
+#   a **checkpoint** rebuilds the model bit for bit and resumes training exactly.
 # - The same class runs **GPT-2's** weights: conversion to and from Hugging Face is a transpose of four matrices
 #   per block.
 #
