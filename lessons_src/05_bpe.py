@@ -726,12 +726,12 @@ plt.show()
 
 # %% [markdown]
 # Left: over ranks 10 to 1,000 token usage is a power law, count ∝ rank^-0.94 ($R^2$ = 0.998 in the stored run),
-# a little flatter than the ideal Zipf slope of 1 that words in English come close to, which is fitting for a
-# vocabulary made mostly of words and pieces of words. The line does not hold at the ends: the ten commonest
-# tokens (the comma, `:⏎` after a speaker's name, the newline, ` the`) are used a few thousand times each, less
-# than the fit extrapolates, and the last few hundred ranks fall off a cliff (the stepping-stone tokens above,
-# used a handful of times or once). The typical token is used a few dozen times. Right: the vocabulary's tokens are mostly 3 to 6 bytes long (whole words with their space), but the
-# text is made of shorter ones than that, because punctuation and the commonest words are short.
+# a little flatter than the slope of 1 of Zipf's ideal. The line does not hold at the ends: the ten commonest
+# tokens (the comma, `:⏎` after a speaker's name, the newline, ` the`) are used a few thousand to twelve thousand
+# times each, less than the fit extrapolates, and the last few hundred ranks fall off a cliff (the stepping-stone
+# tokens above, used a handful of times or once). The typical token is used a few dozen times. Right: the
+# vocabulary's tokens are mostly 3 to 6 bytes long (whole words with their space), but the text is made of
+# shorter ones than that, because punctuation and the commonest words are short.
 #
 # The first merges and the longest tokens:
 
