@@ -413,8 +413,7 @@ class SingleHeadLanguageModel(nn.Module):
 # below estimates the losses a few extra times early on, where they fall fastest.
 
 # %%
-from scratchlm.training import Callback, TrainConfig, make_optimizer, train, train_step
-from scratchlm.training import evaluate as estimate_losses
+from scratchlm.training import Callback, TrainConfig, evaluate, make_optimizer, train, train_step
 
 BLOCK_SIZE = 32
 BATCH_SIZE = pick(smoke=16, cpu=32, gpu=64)
@@ -525,7 +524,8 @@ for name in ("bigram", "single head"):
 #
 # One more line for the plot: the best a bigram can do at *any* budget. Lesson 01 showed that training a bigram
 # converges to its table of normalised counts; with add-one smoothing, that table scores a finite validation
-# loss. We load it into a `BigramLanguageModel` and score it on the same evaluation batches.
+# loss. We load it into a `BigramLanguageModel` and score it with `evaluate(model, splits, config)`, which runs
+# `estimate_loss` on the very batches that `train` evaluates a run of `config` on.
 
 # %%
 pair_counts = torch.bincount(train_data[:-1] * tokenizer.vocab_size + train_data[1:], minlength=tokenizer.vocab_size**2)
@@ -533,7 +533,7 @@ pair_counts = pair_counts.view(tokenizer.vocab_size, tokenizer.vocab_size).float
 counted = BigramLanguageModel(tokenizer.vocab_size).to(device)
 with torch.no_grad():
     counted.logits_table.weight.copy_((pair_counts / pair_counts.sum(dim=1, keepdim=True)).log())
-BIGRAM_FLOOR = estimate_losses(counted, splits.as_dict(), train_config, device)["val"]
+BIGRAM_FLOOR = evaluate(counted, splits.as_dict(), train_config, device)["val"]
 print(f"counted bigram (lesson 01, add-one smoothing): val loss {BIGRAM_FLOOR:.3f} on the same evaluation batches")
 
 # %%
