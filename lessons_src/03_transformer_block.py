@@ -912,7 +912,7 @@ ladder_runs = {name: run_rung(name, seed=0) for name in LESSON_RUNGS}
 show_ladder(highlight=list(LESSON_RUNGS), measured=list(ladder_runs.values()))
 for before, after in itertools.pairwise(LESSON_RUNGS):
     gain = ladder_runs[before]["bits_per_byte"] - ladder_runs[after]["bits_per_byte"]
-    print(f"{after:>20} over {before:<12}: {gain:+.3f} bits per byte less")
+    print(f"{after:>20} instead of {before:<12}: {gain:.3f} bits per byte less")
 
 # %% [markdown]
 # Each piece pays on the same training text (two-seed means from the committed table). Splitting the head into
