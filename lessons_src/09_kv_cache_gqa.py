@@ -790,7 +790,7 @@ if gpt["bits_per_byte"]:
 #   mask aligned to its end (the prefill processes the whole prompt at once). New tokens take position offsets
 #   `cache.length …` (learned embeddings or RoPE rotations alike).
 # - The library's `KVCache` preallocates `(B, n_kv_head, max_len, D)` buffers per layer; `GPT.forward(idx,
-#   cache=...)` and `generate(..., use_cache=True)` (the default since lesson 03) use it, with output identical
+#   cache=...)` and `generate(..., use_cache=True)` (the default) use it, with output identical
 #   to recomputation. For the `cpu`-preset model the speed-up at 500 tokens was 11.7× in the run stored here
 #   (section 3), and it grows with the length.
 # - Cache size is $2 \cdot n_\text{layer} \cdot n_\text{kv\_head} \cdot D \cdot T \cdot B$ numbers
