@@ -24,14 +24,16 @@
 # over blocks of keys and keeps, per query, only a running max, a running sum and a running output.
 #
 # In this lesson you will
-# - measure how the memory and time of naive attention grow with the sequence length, and see which steps are
-#   limited by memory traffic rather than arithmetic;
+# - time each step of naive attention, place it on a **roofline** measured on your machine (copy bandwidth and
+#   matrix-product peak), and see what really limits it; then measure how its memory grows with the length;
 # - derive the **online softmax** (a softmax computed in one pass over blocks) and check it against `torch.softmax`;
 # - write **tiled attention** in plain PyTorch, forward and backward (by recomputation), and check it against
 #   `F.scaled_dot_product_attention` and autograd;
 # - read the same algorithm as a **Triton** kernel, and run it (compiled on a GPU, interpreted on a CPU);
 # - see which of PyTorch's own attention backends your machine has, and plot time and peak memory of every
-#   version against T.
+#   version against T;
+# - train the GPT with the tiled kernel (`GPTConfig(attention="tiled")`) and check that it learns exactly as with
+#   PyTorch's kernel, and at what cost in time.
 #
 # The finished pieces live in `scratchlm.attention`: `tiled_attention`, `triton_attention`, `online_softmax`.
 
@@ -67,8 +69,6 @@ if device.type != "cuda":
 import contextlib
 import inspect
 import math
-import statistics
-import time
 import warnings
 
 import matplotlib.pyplot as plt
@@ -76,22 +76,29 @@ import numpy as np
 import torch.nn.functional as F
 
 from scratchlm.attention import naive_attention, online_softmax, tiled_attention
+from scratchlm.model import GPTConfig
 from scratchlm.profiling import operators_called, peak_extra_memory
+from scratchlm.scaling.flops import attention_flops_per_token
+from scratchlm.timing import seconds_per_call
 
 set_seed(0)
 # the benchmarks need a device whose memory we can measure: CUDA, or else the CPU
 bench_device = device if device.type == "cuda" else torch.device("cpu")
 dtype = torch.float16 if bench_device.type == "cuda" else torch.float32
 B, H, D = 1, 4, 64  # one sequence, four heads of size 64
-if bench_device.type == "cpu":
-    # one thread: the timings compare algorithms, not how well each operator spreads over cores
-    # (and many small operators suffer most when the cores are shared with other jobs)
-    torch.set_num_threads(1)
-where = f"{bench_device.type}" + (f", {torch.get_num_threads()} thread" if bench_device.type == "cpu" else "")
+# the thread count is configure_threads()'s (the course's one policy); every time below is the fastest of a
+# few calls of scratchlm.timing.seconds_per_call, which waits for the GPU before reading the clock
+where = f"{bench_device.type}" + (f", {torch.get_num_threads()} thread(s)" if bench_device.type == "cpu" else "")
 print(f"benchmarks on {where} in {dtype}, B={B} H={H} D={D}")
 
+
+def seconds(fn, repeats=3):
+    """Seconds per call of fn(): the fastest of `repeats` timed calls after one warm-up (noise only adds time)."""
+    return min(seconds_per_call(fn, repeats=repeats, device=bench_device))
+
+
 # %% [markdown]
-# ## 1 · Why naive attention is memory-bound
+# ## 1 · Where naive attention spends its time
 #
 # Here is attention written out, as in lesson 02 but with a head dimension: scores, mask, softmax, weighted sum.
 
@@ -115,24 +122,15 @@ print(
 # %% [markdown]
 # The inputs and the output grow like T·D, the intermediates like T². What does each step cost? Count the
 # arithmetic (FLOPs) and the bytes that must at least be read and written, and time each step on its own.
-
+#
+# One convention first, because lesson 04 counts the same FLOPs: the two matrix products are counted over the
+# *whole* T×T matrix, the masked upper half included, since that is what a dense kernel computes. That is the
+# course's single definition, `scratchlm.scaling.flops` (`attention_flops_per_token(config, T,
+# masked_half=True)`: 12·L·T·C per trained token, a third of it in the forward pass), and the cell checks that
+# its count and ours agree. A kernel that skips the masked tiles (section 3) does about half
+# (`masked_half=False`).
 
 # %%
-def seconds(fn, repeats=3):
-    """Median wall time of fn() after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if bench_device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if bench_device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 e, n2, nd = q.element_size(), B * H * T * T, B * H * T * D
 steps = {  # name: (function, FLOPs, bytes read + written at the very least)
     "scores = q @ kᵀ": (lambda: (q * D**-0.5) @ k.transpose(-2, -1), 2 * n2 * D, (2 * nd + n2) * e),
@@ -140,26 +138,126 @@ steps = {  # name: (function, FLOPs, bytes read + written at the very least)
     "softmax": (lambda s=masked: torch.softmax(s, dim=-1), 5 * n2, 2 * n2 * e),
     "weights @ v": (lambda w=weights: w @ v, 2 * n2 * D, (n2 + 2 * nd) * e),
 }
+one_layer = GPTConfig(vocab_size=1, block_size=T, n_layer=1, n_head=H, n_embd=H * D)
+matmul_flops = steps["scores = q @ kᵀ"][1] + steps["weights @ v"][1]
+assert matmul_flops == B * T * attention_flops_per_token(one_layer, T, masked_half=True) // 3  # forward only
 step_time = {name: seconds(fn) for name, (fn, _, _) in steps.items()}
 total_time, total_flops = sum(step_time.values()), sum(f for _, f, _ in steps.values())
-print(f"naive attention, B={B} H={H} T={T} D={D}, {dtype}, {where}")
-print(f"{'step':<16}{'ms':>9}{'% time':>8}{'% FLOPs':>9}{'FLOP/byte':>11}{'GB/s':>8}")
+print(f"naive attention, B={B} H={H} T={T} D={D}, {dtype}, {where}; FLOPs count the masked half")
+print(f"{'step':<16}{'ms':>9}{'% time':>8}{'% FLOPs':>9}{'FLOP/byte':>11}{'GFLOP/s':>9}{'GB/s':>8}")
 for name, (_, flops, nbytes) in steps.items():
     t = step_time[name]
     print(
         f"{name:<16}{t * 1e3:>9.1f}{t / total_time:>8.0%}{flops / total_flops:>9.1%}"
-        f"{flops / nbytes:>11.1f}{nbytes / t / 1e9:>8.1f}"
+        f"{flops / nbytes:>11.1f}{flops / t / 1e9:>9.1f}{nbytes / t / 1e9:>8.1f}"
     )
 elementwise = step_time["mask"] + step_time["softmax"]
 print(f"mask + softmax: {(5 * n2) / total_flops:.1%} of the FLOPs, {elementwise / total_time:.0%} of the time")
-del scores, masked, weights, out
 
 # %% [markdown]
 # The two matrix products do almost all of the arithmetic, about D/2 = 32 FLOPs for every byte they must touch
-# in float32. The mask and the softmax do well under one FLOP per byte: each reads a T×T matrix and writes
-# another, and the processor spends the time waiting for memory, not computing. Yet they take a large share of
-# the total (the table above). That is what *memory-bound* means, and it is why fusing the four steps into one
-# pass that never writes the T×T matrices out pays even though it does not save a single FLOP.
+# in float32; the mask and the softmax do well under one FLOP per byte, and yet they take a large share of the
+# time. It is tempting to call them *memory-bound* and stop there. But look at the rates: a few GB/s for the
+# elementwise steps and a few tens of GFLOP/s for the products. Is that what this machine's memory and
+# arithmetic can do? To say what bounds a step we need the machine's own two limits, measured:
+#
+# - **the bandwidth roof**: bytes per second of a large copy (read one buffer, write another), and
+# - **the compute roof**: FLOP/s of a large matrix product, the best case for arithmetic.
+#
+# The *roofline model* (Williams, Waterman and Patterson, 2009) combines them: a step with arithmetic intensity
+# $I$ (FLOPs per byte moved) can reach at most $\min(\text{peak FLOP/s},\ I \times \text{bandwidth})$. Left of
+# the ridge point $I^* = \text{peak}/\text{bandwidth}$ a step is bounded by memory traffic, right of it by
+# arithmetic. We measure each roof twice where it matters: writing into memory the process already holds, and
+# into freshly allocated memory, which is what `s.masked_fill(...)` and friends do at every call.
+
+# %%
+n_copy = pick(smoke=2**24, cpu=2**24, gpu=2**28)  # 64 MiB in float32: far larger than the caches
+src, dst = torch.randn(n_copy, device=bench_device, dtype=dtype), torch.empty(n_copy, device=bench_device, dtype=dtype)
+copy_bytes = 2 * src.nbytes  # read one, write the other
+bw_reused = copy_bytes / seconds(lambda s=src, d=dst: d.copy_(s), repeats=5)
+bw_fresh = copy_bytes / seconds(lambda s=src: s.clone(), repeats=5)  # the output is new memory at every call
+N_gemm = pick(smoke=512, cpu=2048, gpu=8192 if bench_device.type == "cuda" else None)
+a_, b_, c_ = (torch.randn(N_gemm, N_gemm, device=bench_device, dtype=dtype) for _ in range(3))
+peak = 2 * N_gemm**3 / seconds(lambda a=a_, b=b_, c=c_: torch.mm(a, b, out=c))
+ridge = peak / bw_reused
+print(f"{where}, {dtype}:")
+print(f"  copy into memory already held:  {bw_reused / 1e9:6.1f} GB/s")
+print(f"  copy into freshly allocated:    {bw_fresh / 1e9:6.1f} GB/s")
+print(f"  matrix product {N_gemm}×{N_gemm}:      {peak / 1e9:6.1f} GFLOP/s   ridge point {ridge:.1f} FLOP/byte")
+del src, dst, a_, b_, c_
+
+# %% [markdown]
+# Now the same four steps with their outputs written into buffers allocated once (`out=` arguments, and
+# `torch.where` for the mask), so that the difference to the table above is exactly the cost of fresh memory.
+# The mask has no FLOPs in the count; to place it on a logarithmic axis we count its select as one operation
+# per element.
+
+# %%
+buffer_tt, buffer_td = torch.empty_like(scores), torch.empty_like(out)
+minus_inf = torch.tensor(float("-inf"), device=bench_device, dtype=dtype)
+reused = {
+    "scores = q @ kᵀ": lambda o=buffer_tt: torch.matmul(q * D**-0.5, k.transpose(-2, -1), out=o),
+    "mask": lambda s=scores, o=buffer_tt: torch.where(mask, s, minus_inf, out=o),
+    "softmax": lambda s=masked, o=buffer_tt: torch.ops.aten._softmax.out(s, -1, False, out=o),
+    "weights @ v": lambda w=weights, o=buffer_td: torch.matmul(w, v, out=o),
+}
+torch.testing.assert_close(reused["softmax"](), weights)  # the same results, only the memory differs
+reused_time = {name: seconds(fn) for name, fn in reused.items()}
+placed_flops = {name: flops or n2 for name, (_, flops, _) in steps.items()}  # the mask: one select per element
+
+print(f"{'step':<16}{'FLOP/byte':>10}{'ms fresh':>10}{'ms reused':>11}{'GFLOP/s':>9}{'GB/s':>7}{'of roof':>9}")
+for name, (_, _, nbytes) in steps.items():
+    intensity, rate = placed_flops[name] / nbytes, placed_flops[name] / reused_time[name]
+    roof = min(peak, intensity * bw_reused)
+    print(
+        f"{name:<16}{intensity:>10.2f}{step_time[name] * 1e3:>10.1f}{reused_time[name] * 1e3:>11.1f}"
+        f"{rate / 1e9:>9.1f}{nbytes / reused_time[name] / 1e9:>7.1f}{rate / roof:>9.0%}"
+    )
+print(f"all four: {total_time * 1e3:.0f} ms as written, {sum(reused_time.values()) * 1e3:.0f} ms into reused memory")
+
+intensities = np.logspace(-2, 2.5, 200)
+fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+ax.loglog(intensities, np.minimum(peak, intensities * bw_reused) / 1e9, "k-", label="roof: copy into held memory")
+ax.loglog(intensities, np.minimum(peak, intensities * bw_fresh) / 1e9, "k:", label="roof: copy into fresh memory")
+for i, (name, (_, _, nbytes)) in enumerate(steps.items()):
+    x = placed_flops[name] / nbytes
+    fresh_rate, held_rate = placed_flops[name] / step_time[name] / 1e9, placed_flops[name] / reused_time[name] / 1e9
+    ax.plot(x, fresh_rate, "o", mfc="none", color=f"C{i}", ms=9)
+    ax.plot(x, held_rate, "o", color=f"C{i}", ms=9, label=f"{name}")
+    ax.annotate("", xy=(x, held_rate), xytext=(x, fresh_rate), arrowprops=dict(arrowstyle="->", color=f"C{i}"))
+ax.axvline(ridge, color="grey", lw=0.5, ls="--")
+ax.text(ridge, peak / 1e9 * 1.15, f" ridge {ridge:.1f}", fontsize=8, color="grey")
+ax.set(
+    xlabel="arithmetic intensity (FLOP per byte moved)",
+    ylabel="attainable GFLOP/s",
+    title=f"roofline of naive attention, T={T} ({where}): open = as written, filled = into held memory",
+)
+ax.set_ylim(None, peak / 1e9 * 2)
+ax.legend(fontsize=8, loc="lower right")
+ax.grid(alpha=0.3, which="both")
+plt.show()
+del scores, masked, weights, out, buffer_tt, buffer_td
+
+# %% [markdown]
+# What the roofline says about this machine (the numbers printed above; on a GPU they will differ):
+#
+# - **The matrix products sit right of the ridge**: with about 30 FLOPs per byte they are bounded by arithmetic.
+#   Written into memory the process already holds, they reach most of the measured peak. As the naive code runs
+#   them, `scores` is much slower, because its T×T output is new memory.
+# - **The mask and the softmax sit far left of the ridge**: below one operation per byte, their roof is the
+#   bandwidth line, so they are memory-bound in the roofline's sense. Into held memory they reach about half
+#   of the copy bandwidth (the last column): a select and an exponential per element cost instructions too,
+#   and one core alone does not saturate the memory system. Nowhere near the compute roof, in any case.
+# - **As written, every step that produces a T×T matrix runs far below both roofs**, close to the dotted line.
+#   That line explains it: on a CPU, PyTorch returns a large tensor's memory to the operating system when it is
+#   freed, and the next large tensor gets fresh pages, each of which the kernel must map and zero on first
+#   touch. The last line of the table puts a number on it: more than half of the time of naive attention here
+#   goes to fresh memory, more than to DRAM traffic or to arithmetic. (A GPU's caching allocator reuses freed
+#   blocks, so there the filled markers are the ones that apply.)
+#
+# Either way the cure is the same: fusing the four steps into one pass that never writes the T×T matrices out
+# removes both the memory traffic of the elementwise steps and the fresh T×T allocations, without saving a
+# single FLOP.
 #
 # Now the memory. On CUDA the allocator keeps a high-water mark; on a CPU, PyTorch keeps no such statistic, so
 # `peak_extra_memory` runs the call under `torch.profiler` with `profile_memory=True`, which records every
@@ -240,7 +338,10 @@ fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3))
 ax1.plot(x, ".", ms=3, label="$x_i$")
 ax1.plot(ms, label="running max $m_i$")
 ax1.legend(loc="lower right")
+ax1.set_ylabel("$x_i$ and $m_i$")
+ax1.set_title("inputs and the running max")
 ax2.plot(ells, color="C2")
+ax2.set_ylabel(r"running sum $\ell_i$")
 ax2.set_title(r"running sum $\ell_i$, rescaled at each new max (dotted)")
 for ax in (ax1, ax2):
     ax.set_xlabel("i")
@@ -479,14 +580,14 @@ if HAVE_TRITON:
     tdev = device if device.type == "cuda" else torch.device("cpu")
     qi, ki, vi = (torch.randn(1, 2, Ti, 64, device=tdev) for _ in range(3))
     for causal in (True, False):
-        start = time.perf_counter()
         got = triton_attention(qi, ki, vi, causal=causal, block_m=32, block_n=32)
-        elapsed = time.perf_counter() - start
         torch.testing.assert_close(
             got, F.scaled_dot_product_attention(qi, ki, vi, is_causal=causal), atol=1e-5, rtol=1e-5
         )
     print(f"triton_attention == SDPA on (1, 2, {Ti}, 64), causal and not")
     if tdev.type == "cpu":
+        call = lambda: triton_attention(qi, ki, vi, causal=True, block_m=32, block_n=32)
+        elapsed = seconds_per_call(call, repeats=1, warmup=0)[0]
         print(f"interpreted: {elapsed * 1e3:.0f} ms per call, a number that says nothing about the kernel's speed")
 
 # %% [markdown]
@@ -554,7 +655,7 @@ if HAVE_TRITON and bench_device.type == "cuda":
     measure("triton", lambda q, k, v: triton_attention(q, k, v, causal=True), Ts)
     methods.append("triton")
 
-print(f"causal attention, B={B} H={H} D={D}, {dtype}, {where}; time: median of 3 runs")
+print(f"causal attention, B={B} H={H} D={D}, {dtype}, {where}; time: fastest of 3 runs")
 for label, col, unit, fmt in [("time", 0, 1e-3, ".1f"), ("peak extra memory", 1, MiB, ".2f")]:
     unit_name = "ms" if col == 0 else "MiB"
     print(f"\n{label} ({unit_name}, and as a fraction of naive)")
@@ -622,14 +723,143 @@ if MODE != "smoke":  # the goal; tiny smoke sizes are dominated by the fixed scr
 # Time is another matter. The fused kernels (SDPA's, and Triton's on a GPU) beat naive attention because they
 # avoid the memory traffic of section 1. Tiled *PyTorch* runs every step of every tile as a separate operator
 # called from Python: it saves memory but only part of the traffic. On the CPU it still beats naive at large T
-# here (a tile fits in cache, a T×T matrix does not); on a GPU, where each of those operators is a kernel
+# here (its tiles are small and their memory is reused, while every T×T matrix of naive attention is fresh
+# memory, the largest cost found in section 1); on a GPU, where each of those operators is a kernel
 # launch, expect it to be the slowest of all. The full gain in speed needs the fusion that only a kernel
 # (Triton, CUDA, or PyTorch's C++ CPU kernel) provides.
 #
+# ## 7 · Training the GPT with tiled attention
+#
+# A kernel is only useful if a model can train with it. `GPTConfig(attention="tiled")` makes every attention
+# layer of the library's GPT call `tiled_attention` (section 3's forward and recomputing backward) instead of
+# PyTorch's fused `scaled_dot_product_attention`. Nothing else changes, so two runs with the same seed, the same
+# batches and the same steps must produce the same loss curve, up to float rounding: the two kernels add the
+# same numbers in a different order. The windows are longer than the `cpu` preset's 64 characters (256, in
+# tiles of 128), so that the causal loop really walks several tiles, and the batch is smaller so that a step
+# still sees 768 tokens. (On a GPU the `gpu` preset's dropout is switched off for both runs: the tiled kernel
+# has none.)
+
+# %%
+from scratchlm.scaling.flops import flops_per_token
+from scratchlm.training import preset, train
+
+TRAIN_PRESET = pick(smoke="smoke", cpu="cpu", gpu="gpu")
+train_overrides = pick(
+    smoke=dict(max_iters=20, eval_interval=10),
+    cpu=dict(block_size=256, batch_size=3, max_iters=300, warmup_iters=30, eval_interval=50, eval_iters=10),
+    gpu=dict(max_iters=500, warmup_iters=50, eval_interval=100, dropout=0.0),
+)
+kernel_runs = {kernel: train(preset(TRAIN_PRESET, attention=kernel, **train_overrides)) for kernel in ("sdpa", "tiled")}
+
+# %%
+sdpa_run, tiled_run = kernel_runs["sdpa"], kernel_runs["tiled"]
+step_gap = np.abs(np.array(tiled_run.step_losses) - np.array(sdpa_run.step_losses))
+val_gap = max(abs(a["val_loss"] - b["val_loss"]) for a, b in zip(sdpa_run.metrics, tiled_run.metrics, strict=True))
+model_config = sdpa_run.model.config
+train_flops = flops_per_token(model_config)  # 6N + 12·L·T·C: the masked half counted, as in section 1
+print(
+    f"{TRAIN_PRESET} preset, block_size={model_config.block_size}, n_layer={model_config.n_layer} "
+    f"n_embd={model_config.n_embd}, {sdpa_run.config.max_iters} steps of {sdpa_run.config.tokens_per_step} tokens, "
+    f"seed {sdpa_run.config.seed}, {where}"
+)
+speed = {kernel: np.mean([m["tokens_per_s"] for m in run.metrics[1:]]) for kernel, run in kernel_runs.items()}
+print(f"{'kernel':<7}{'final val loss':>15}{'tokens/s':>10}{'ms/step':>9}{'GFLOP/s':>9}{'of matmul peak':>16}")
+for kernel, run in kernel_runs.items():  # tokens/s: training only, the evaluations excluded
+    print(
+        f"{kernel:<7}{run.final_val_loss:>15.4f}{speed[kernel]:>10,.0f}"
+        f"{run.config.tokens_per_step / speed[kernel] * 1e3:>9.1f}{speed[kernel] * train_flops / 1e9:>9.2f}"
+        f"{speed[kernel] * train_flops / peak:>16.1%}"
+    )
+print(f"largest |Δ loss| over all {len(step_gap)} steps: {step_gap.max():.1e}; at the evaluations: {val_gap:.1e}")
+print(f"tiled costs {speed['sdpa'] / speed['tiled']:.2f}x the time of SDPA per step")
+
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+for kernel, style, color in (("sdpa", "-", "C0"), ("tiled", "--", "C3")):
+    run = kernel_runs[kernel]
+    ax1.plot(run.step_losses, style, lw=1, color=color, label=f"{kernel}: training loss")
+    ax1.plot(
+        [m["step"] for m in run.metrics],
+        [m["val_loss"] for m in run.metrics],
+        "o" + style,
+        ms=4,
+        color=color,
+        label=f"{kernel}: val",
+    )
+ax1.set(xlabel="step", ylabel="loss (nats)", title="the same run with two attention kernels")
+ax1.legend(fontsize=8)
+ax2.semilogy(np.maximum(step_gap, 1e-9), ".", ms=3, color="C3")
+spacing = float(np.spacing(np.float32(2.0)))
+ax2.axhline(spacing, color="grey", ls=":", lw=1, label=f"gap between float32 numbers near 2 ({spacing:.1e})")
+ax2.set(xlabel="step", ylabel="|loss(tiled) − loss(sdpa)| (0 drawn at 1e-9)", title="their difference, step by step")
+ax2.legend(fontsize=8)
+for ax in (ax1, ax2):
+    ax.grid(alpha=0.3)
+plt.show()
+
+assert step_gap.max() < 1e-4 and val_gap < 1e-4, "the tiled kernel must train exactly like SDPA, up to rounding"
+
+# %% [markdown]
+# The two curves lie on top of each other. The training losses of the two runs are exactly equal at many steps
+# (drawn at the bottom of the right panel) and otherwise differ by one to a few float32 spacings of a number
+# near 2: a few millionths at most. Gradients computed by recomputation, section 3's backward, are the gradients autograd
+# would give, so the optimiser takes the same steps.
+#
+# The price is time. At these sizes the whole model is small and attention is only part of a step, but the
+# tiled kernel runs its loop in Python, a handful of small operators per tile, forward and again backward;
+# PyTorch's fused kernel does the same arithmetic in one C++ call. Here that makes a step about 1.5 times as long
+# with the tiled kernel (the table: the cost per step and the
+# rate in FLOP/s, with FLOPs counted by `scratchlm.scaling.flops`: 6N plus attention over the full T×T,
+# masked half included, the same convention for both kernels, so the column compares time only; set against
+# the matrix-product peak measured in section 1). What the tiled kernel buys is memory (section 6),
+# which matters once T is long enough that the T×T matrices do not fit; at T = 256 they fit easily.
+
+# %% [markdown]
+# ## Where this lesson stands on the ladder
+#
+# The ladder (`scratchlm.ladder`) trains every model of the course on one fixed budget (the same training text,
+# batches, schedule and seeds) and scores each on the same held-out text in bits per byte. Lesson 07's rung is
+# the lesson-04 GPT with `attention="tiled"`. It changes how attention is computed, not what is computed, so it
+# must land on the GPT's rung; what it may change is the time.
+
+# %%
+from scratchlm.errors import DataError
+from scratchlm.ladder import mean_bits_per_byte, read_ladder, run_rung, show_ladder
+
+rung = run_rung("tiled-attention", seed=0)  # the ladder's budget for this mode: about a minute on one CPU thread
+show_ladder(highlight=["tiled-attention"], measured=[rung])
+try:  # the committed results of the same budget, seed 0, to compare with
+    committed = [r for r in read_ladder() if r["budget"] == rung["budget"] and r["seed"] == 0]
+except DataError:  # an installation without the repository's results file
+    committed = []
+gpt = {key: [r[key] for r in committed if r["rung"] == "gpt"] for key in ("bits_per_byte", "seconds")}
+gpt_bpb = mean_bits_per_byte(committed, "gpt")
+print(f"tiled-attention, seed 0: {rung['bits_per_byte']:.4f} bits per byte in {rung['seconds']:.0f} s of training")
+if gpt["bits_per_byte"]:
+    print(
+        f"gpt (SDPA), seed 0, committed: {gpt_bpb:.4f} bits per byte in {gpt['seconds'][0]:.0f} s: "
+        f"difference {rung['bits_per_byte'] - gpt_bpb:+.1e} bits per byte, time × {rung['seconds'] / gpt['seconds'][0]:.2f}"
+    )
+    assert abs(rung["bits_per_byte"] - gpt_bpb) < 0.01, "the tiled kernel must train the same model as SDPA"
+
+# %% [markdown]
+# The tiled kernel buys nothing in bits per byte, by design: it lands on the GPT's rung. Over the ladder's 2000
+# steps the float32 rounding differences of section 7 have grown (training amplifies small differences), to
+# 0.004 bits per byte for seed 0, still about a tenth of the difference between the GPT's two seeds (its ±
+# 0.024 is half of that range). Its price is time: 1.67× the GPT's training time in this run, 1.33× and
+# 1.47× for the two committed seeds (the machine is shared, so such ratios move by a few tenths). What it buys
+# is memory that grows linearly with the context, which only pays once the context is long (section 6).
+
+# %% [markdown]
 # ## Summary
 #
-# - Naive attention materialises T×T matrices: its peak memory grows quadratically, and its elementwise steps
-#   (mask, softmax) are limited by memory traffic, not arithmetic.
+# - Naive attention materialises T×T matrices: its peak memory grows quadratically. A **roofline** measured on
+#   this machine (copy bandwidth and matrix-product peak) places its steps: the two products right of the ridge
+#   (bounded by arithmetic, near the peak when their output memory is reused), the mask and the softmax far left
+#   of it (memory-bound, never near the compute roof). As written on a CPU, the largest single cost is neither:
+#   it is fresh memory for every T×T result, which the operating system must map and zero.
+# - FLOPs are counted once, by `scratchlm.scaling.flops`: attention's two products over the whole T×T matrix,
+#   the masked half included (`masked_half=True`), as lesson 04 counts them; a kernel that skips masked tiles
+#   does about half.
 # - The **online softmax** keeps a running max $m$ and sum $\ell$, rescaling by $e^{m_\text{old}-m_\text{new}}$;
 #   applied to the output accumulator too, it gives exact attention one tile at a time.
 # - **Tiled attention** never holds more than one block×block tile of scores: peak extra memory is linear in T
@@ -637,6 +867,8 @@ if MODE != "smoke":  # the goal; tiny smoke sizes are dominated by the fixed scr
 #   memory is linear too.
 # - The **Triton kernel** is the same loop with the tile kept on chip; on a CPU its interpreter checks it.
 # - PyTorch's SDPA picks a fused backend for you; `sdpa_kernel` shows and restricts which.
+# - `GPTConfig(attention="tiled")` trains the GPT with the tiled kernel: the same loss curve as SDPA to a few
+#   float32 spacings, step by step, at about 1.5× the time per step here (its loop runs in Python).
 # - From here on, `scratchlm.attention.tiled_attention` and `triton_attention` are the library versions.
 #
 # ## Exercises
