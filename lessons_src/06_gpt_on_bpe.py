@@ -88,7 +88,7 @@ SEEDS = pick(smoke=[1337], cpu=[1337, 1338])  # every model is trained once per 
 SEED = SEEDS[0]
 TEXT_CHARS = pick(smoke=200_000, cpu=None)  # None: all of Tiny Shakespeare
 BPE_SIZES = pick(smoke=[512, 1024], cpu=[512, 1024, 2048], gpu=[512, 1024, 2048, 4096])
-TIMING_ROUNDS = pick(smoke=3, cpu=40)  # training steps timed per model for the speed comparison
+TIMING_ROUNDS = pick(smoke=3, cpu=60)  # training steps timed per model for the speed comparison
 workdir_handle = tempfile.TemporaryDirectory(prefix="scratchlm-06-")  # tokenizer files (and CI's text) live here
 workdir = Path(workdir_handle.name)
 
@@ -380,11 +380,11 @@ print("token_bytes, token_nats (both strides) and bits_per_byte = scratchlm.eval
 #
 # ## 4 · The experiment: one body, several vocabularies
 #
-# **What "same compute" means here.** Every run has the same transformer body (layers, heads, width), the same
-# `block_size` in tokens, batch size, number of steps, learning-rate schedule and seed: every model processes
-# the same number of tokens, and spends the same computation per token in its body. Only the vocabulary differs,
-# and with it the token embedding, which is also the output layer (the weights are tied), $V \times$ `n_embd`
-# parameters.
+# **What "the same" means here: equal steps.** Every run has the same transformer body (layers, heads, width),
+# the same `block_size` in tokens, batch size, number of steps, learning-rate schedule and seed: every model
+# processes the same number of tokens, and spends the same computation per token in its body. Only the
+# vocabulary differs, and with it the token embedding, which is also the output layer (the weights are tied),
+# $V \times$ `n_embd` parameters. (Section 6 adds equal compute and equal text.)
 #
 # **What it does not control**, and what therefore belongs to the result:
 # - the output layer costs $2 \cdot V \cdot$ `n_embd` FLOPs per token forward, and the softmax grows with $V$, so
@@ -469,14 +469,15 @@ assert abs(ours - from_train) < 4 * standard_error
 # `train` reports its throughput (`metrics[i]["tokens_per_s"]`), but on a machine shared with other jobs the
 # runs above took place under different loads, minutes apart. For a fair comparison of speed we time fresh
 # copies of the models side by side instead: one training step each (forward, backward, clipping, AdamW, as in
-# `train`), in turns, many rounds, and keep the median step time of each. Whatever the machine does meanwhile
-# falls on all of them alike. Each step is timed by the course's timer, `scratchlm.timing.seconds_per_call`
+# `train`), in turns, many rounds, and keep the fastest step of each: whatever else the machine does can only add
+# time, so the minimum is the best estimate of what a step costs, and taking turns spreads the load over all
+# models alike. Each step is timed by the course's timer, `scratchlm.timing.seconds_per_call`
 # (one timed call per turn; the first two rounds are the warm-up).
 
 
 # %%
 def step_seconds(names: list[str], rounds: int) -> dict[str, float]:
-    """Median seconds per training step of a fresh model for each tokenizer, the models taking turns."""
+    """Fastest seconds per training step of a fresh model for each tokenizer, the models taking turns."""
     autocast = autocast_for(device, BASE.dtype)
     generator = torch.Generator().manual_seed(SEED)
     setups, times = {}, {name: [] for name in names}
@@ -494,7 +495,7 @@ def step_seconds(names: list[str], rounds: int) -> dict[str, float]:
             )
             if r >= 2:  # the first two rounds warm up
                 times[name] += seconds
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: min(t) for name, t in times.items()}
 
 
 seconds_per_step = step_seconds(list(tokenizers), TIMING_ROUNDS)
@@ -862,11 +863,10 @@ for name, row in summary.items():
 #   2.70 bits per byte against 3.17. The spread between seeds (±0.003 to ±0.09) is smaller than that. BPE 512
 #   and 1024 are level with each other: their seeds disagree on the order (BPE 512's alone differ by almost 0.2).
 # - **But equal steps are not equal anything else.** A BPE 2048 step costs 1.44x the FLOPs of a character step
-#   (the output layer and its softmax have 2048 entries) and reads 3.15x the training text. (Its time per step is
-#   in the table, measured side by side; on a shared machine that ratio is noisy: 1.08x in the stored run, timed
-#   at a load average of about 2.6 on 2 cores.) Section 6 separates the two: at **equal compute** BPE still wins
-#   (by 6 to 9%, 8 to 9% where the seeds agree); at **equal text** it does not (level to 5% worse, at only 190
-#   to 294 steps). Its advantage at this scale is more text per FLOP, not more learned per byte of text.
+#   (the output layer and its softmax have 2048 entries) and 1.28x its time here (the fastest of 60 steps each,
+#   timed side by side), and reads 3.15x the training text. Section 6 separates the two: at **equal compute** BPE
+#   still wins (by 6 to 9%, 8 to 9% where the seeds agree); at **equal text** it does not (level to 5% worse, at
+#   only 190 to 294 steps). Its advantage at this scale is more text per FLOP, not more learned per byte of text.
 # - **Not context.** Sliding windows barely change any score, and the loss-by-context curves are flat after a few
 #   tokens: none of these models uses much of its context yet, so the longer stretch of text a BPE context covers
 #   is not what separates them here.
@@ -911,8 +911,9 @@ assert math.isfinite(bpe_rung["bits_per_byte"]) and bpe_rung["bits_per_byte"] < 
 # - Scoring a long text goes window by window. Side-by-side windows give contexts of 1 to `block_size` tokens,
 #   like training's estimate; sliding windows give every target at least half a block, at twice the compute.
 #   Either is fine if every model gets the same; neither equalises context measured in text.
-# - "Same compute" at a fixed body and step count still differs: a bigger vocabulary costs embedding
-#   parameters and output-layer FLOPs per token, and gives each step more text and more context.
+# - Equal steps at a fixed body are not equal compute: a bigger vocabulary costs embedding
+#   parameters and output-layer FLOPs per token, and gives each step more text and more context; equal compute
+#   (FLOPs) and equal text (bytes read) are different budgets, and each must be run to be known.
 # - A comparison across tokenizers must say what is held equal. At this scale (4 layers, 80 channels, anchored
 #   at the character model's 600 steps), BPE beats characters per byte by 9 to 15% at equal steps and by 6 to 9%
 #   at equal compute, but not at equal text, where it is level or up to 5% worse after only 190 to 294 steps.
