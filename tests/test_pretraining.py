@@ -4,6 +4,7 @@ The multi-process (torchrun) tests are in test_ddp.py."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -287,3 +288,41 @@ def test_prepare_and_pretrain_commands(tmp_path, corpus_dir, capsys):
     assert "needs --data DIR" in capsys.readouterr().err
     assert main(["pretrain", "--data", str(tmp_path / "nothing")]) == 2
     assert "no prepared corpus" in capsys.readouterr().err
+
+
+def test_the_ddp_step_defers_the_all_reduce_to_the_last_micro_batch_and_equals_train_step():
+    from contextlib import contextmanager
+
+    from scratchlm.model import GPT, GPTConfig
+    from scratchlm.pretraining.loop import ddp_train_step
+    from scratchlm.training import make_optimizer, train_step
+
+    events = []
+
+    class Recorded(GPT):
+        def forward(self, x, y=None):
+            events.append("forward")
+            return super().forward(x, y)
+
+    @contextmanager
+    def no_sync():
+        events.append("no_sync")
+        yield
+
+    config = GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=11)
+    batches = [(torch.randint(0, 11, (2, 8)), torch.randint(0, 11, (2, 8))) for _ in range(3)]
+    results = []
+    for step in ("ddp", "plain"):
+        torch.manual_seed(0)
+        model = Recorded(config)
+        optimizer = make_optimizer(model, TrainConfig(), torch.device("cpu"))
+        if step == "ddp":
+            result = ddp_train_step(model, optimizer, batches, lr=1e-2, grad_clip=1.0,
+                                    autocast=contextlib.nullcontext(), no_sync=no_sync)  # fmt: skip
+        else:
+            result = train_step(model, optimizer, batches, lr=1e-2, grad_clip=1.0)
+        results.append((result.loss, [p.detach().clone() for p in model.parameters()]))
+    assert events[:5] == ["no_sync", "forward", "no_sync", "forward", "forward"]  # the last backward syncs
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(a, b)
