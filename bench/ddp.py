@@ -1,10 +1,10 @@
 """DDP on CPU processes (gloo): the step time, the share of it spent communicating, and repeated launches.
 
 1. Step time. `torchrun --nproc_per_node=N` runs this file's worker: the `cpu` preset's model on Tiny Shakespeare
-   character shards, micro-batch 12 per rank, DDP as `pretrain` uses it (`ddp_train_step`). Steps alternate between
-   the real step (gradients all-reduced by the last backward) and the same step with every backward inside
-   `no_sync()` (the same computation, no communication); communication share = 1 - local / real. The all-reduce of
-   one gradient-sized buffer is also timed alone. For reference, one process takes steps of the same global batch
+   character shards, micro-batch 12 per rank, DDP as `pretrain` uses it (`train_step(..., no_sync=ddp.no_sync)`).
+   Steps alternate between the real step (gradients all-reduced by the last backward) and the same step with every
+   backward inside `no_sync()` (the same computation, no communication); communication share = 1 - local / real.
+   The all-reduce of one gradient-sized buffer is also timed alone. For reference, one process takes steps of the same global batch
    (12 x N sequences) in this launcher, on one thread.
 2. Launches. `python -m torch.distributed.run --standalone --nproc_per_node=N -m scratchlm pretrain` (smoke preset,
    20 steps) is started --launches times, each with a timeout: every launch must finish, none may hang.
@@ -31,7 +31,6 @@ import torch
 
 from scratchlm.model import GPT
 from scratchlm.pretraining.loader import ShardLoader
-from scratchlm.pretraining.loop import ddp_train_step
 from scratchlm.pretraining.shards import ShardIndex, prepare
 from scratchlm.training import PRESETS, autocast_for, make_optimizer, train_step
 
@@ -70,11 +69,10 @@ def worker(data: str, steps: int) -> None:
             dist.barrier()  # both ranks start the step together
             start = time.perf_counter()
             if mode == "real":
-                ddp_train_step(ddp, optimizer, batches, lr=1e-3, grad_clip=1.0, autocast=autocast, no_sync=ddp.no_sync)
+                train_step(ddp, optimizer, batches, lr=1e-3, grad_clip=1.0, autocast=autocast, no_sync=ddp.no_sync)
             else:
                 with never_sync():
-                    ddp_train_step(ddp, optimizer, batches, lr=1e-3, grad_clip=1.0, autocast=autocast,
-                                   no_sync=ddp.no_sync)  # fmt: skip
+                    train_step(ddp, optimizer, batches, lr=1e-3, grad_clip=1.0, autocast=autocast, no_sync=ddp.no_sync)
             if i >= warm:
                 times[mode].append(time.perf_counter() - start)
     flat = torch.zeros(sum(p.numel() for p in model.parameters()))

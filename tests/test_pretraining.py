@@ -4,7 +4,6 @@ The multi-process (torchrun) tests are in test_ddp.py."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import math
@@ -290,11 +289,10 @@ def test_prepare_and_pretrain_commands(tmp_path, corpus_dir, capsys):
     assert "no prepared corpus" in capsys.readouterr().err
 
 
-def test_the_ddp_step_defers_the_all_reduce_to_the_last_micro_batch_and_equals_train_step():
+def test_train_step_with_no_sync_defers_the_all_reduce_to_the_last_micro_batch_and_changes_nothing_else():
     from contextlib import contextmanager
 
     from scratchlm.model import GPT, GPTConfig
-    from scratchlm.pretraining.loop import ddp_train_step
     from scratchlm.training import make_optimizer, train_step
 
     events = []
@@ -317,8 +315,7 @@ def test_the_ddp_step_defers_the_all_reduce_to_the_last_micro_batch_and_equals_t
         model = Recorded(config)
         optimizer = make_optimizer(model, TrainConfig(), torch.device("cpu"))
         if step == "ddp":
-            result = ddp_train_step(model, optimizer, batches, lr=1e-2, grad_clip=1.0,
-                                    autocast=contextlib.nullcontext(), no_sync=no_sync)  # fmt: skip
+            result = train_step(model, optimizer, batches, lr=1e-2, grad_clip=1.0, no_sync=no_sync)
         else:
             result = train_step(model, optimizer, batches, lr=1e-2, grad_clip=1.0)
         results.append((result.loss, [p.detach().clone() for p in model.parameters()]))

@@ -9,7 +9,7 @@ of and that resumes at the exact token, and the run itself (gradient accumulatio
 from scratchlm.pretraining.config import PretrainConfig, lr_schedule
 from scratchlm.pretraining.corpora import DEFAULT_CORPUS, Corpus, open_corpus
 from scratchlm.pretraining.loader import ShardLoader
-from scratchlm.pretraining.loop import PeerLost, PretrainResult, ddp_train_step, pretrain
+from scratchlm.pretraining.loop import PeerLost, PretrainResult, pretrain
 from scratchlm.pretraining.shards import PrepareConfig, PrepareStats, ShardIndex, prepare
 
 __all__ = [
@@ -22,7 +22,6 @@ __all__ = [
     "PretrainResult",
     "ShardIndex",
     "ShardLoader",
-    "ddp_train_step",
     "lr_schedule",
     "open_corpus",
     "prepare",

@@ -43,7 +43,7 @@ from scratchlm.pretraining.config import PretrainConfig
 from scratchlm.pretraining.loader import ShardLoader
 from scratchlm.pretraining.shards import ShardIndex
 from scratchlm.runtime import get_device
-from scratchlm.training import StepResult, TrainingDiverged, autocast_for, make_optimizer, train_step
+from scratchlm.training import TrainingDiverged, autocast_for, make_optimizer, train_step
 
 METRICS_FILENAME = "metrics.jsonl"
 LOG_EVERY = 10  # steps between progress-bar updates (each reads the loss back from the device)
@@ -150,38 +150,6 @@ class PretrainResult:
     step_losses: list[float] = field(default_factory=list)
     checkpoint_path: Path | None = None
     world_size: int = 1
-
-
-def ddp_train_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    batches: list[tuple[torch.Tensor, torch.Tensor]],
-    *,
-    lr: float,
-    grad_clip: float,
-    autocast: contextlib.AbstractContextManager,
-    no_sync: Any,
-) -> StepResult:
-    """`train_step` for a DistributedDataParallel model: the same forward, backward, clip and update, but every
-    micro-batch except the last runs its backward inside `no_sync()` (gradients accumulate locally), so the
-    gradients are all-reduced once per step, by the last backward, instead of once per micro-batch.
-
-    `train_step` cannot do this: it has no hook around each backward. The step's result is the same as
-    `train_step` on the concatenation of all ranks' micro-batches (tests/test_ddp.py checks it)."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    optimizer.zero_grad(set_to_none=True)
-    loss_sum = None
-    for i, (x, y) in enumerate(batches):
-        sync = i == len(batches) - 1
-        with contextlib.nullcontext() if sync else no_sync():
-            with autocast:
-                _, loss = model(x, y)
-            (loss / len(batches)).backward()
-        loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) if grad_clip > 0 else None
-    optimizer.step()
-    return StepResult(loss=loss_sum / len(batches), grad_norm=grad_norm)
 
 
 def _first_line(error: BaseException) -> str:
@@ -375,12 +343,11 @@ class _Run:
         torch.manual_seed(_dropout_seed(c.seed, self.ddp.rank, self.step))
         batches = [self.loader.next_batch() for _ in range(self.accumulation)]
         lr = self.config.lr(self.step)
-        if self.ddp.world_size > 1:
-            result = ddp_train_step(self.forward_model, self.optimizer, batches, lr=lr, grad_clip=c.grad_clip,
-                                    autocast=self.autocast, no_sync=self.wrapped.no_sync)  # fmt: skip
-        else:
-            result = train_step(self.forward_model, self.optimizer, batches, lr=lr, grad_clip=c.grad_clip,
-                                autocast=self.autocast)  # fmt: skip
+        no_sync = self.wrapped.no_sync if self.ddp.world_size > 1 else None  # one all-reduce per step
+        result = train_step(
+            self.forward_model, self.optimizer, batches, lr=lr, grad_clip=c.grad_clip, autocast=self.autocast,
+            no_sync=no_sync,
+        )  # fmt: skip
         return _all_reduce_mean(result.loss.detach().float(), self.ddp)
 
     @torch.no_grad()

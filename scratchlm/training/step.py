@@ -14,7 +14,7 @@ measured is the step that trains. They work for any language model whose `forwar
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +93,7 @@ def train_step(
     lr: float | None = None,
     grad_clip: float = 0.0,
     autocast: contextlib.AbstractContextManager | None = None,
+    no_sync: Callable[[], contextlib.AbstractContextManager] | None = None,
 ) -> StepResult:
     """One optimizer step: forward, backward, clip, update.
 
@@ -100,6 +101,10 @@ def train_step(
     step (the gradient of their mean loss, so the number of micro-batches does not rescale the learning rate).
     lr: set on every parameter group first (None keeps the optimizer's). grad_clip > 0 clips the total
     gradient norm to it. autocast: the context forward passes run in (`autocast_for`).
+    no_sync: for a `DistributedDataParallel` model, its `no_sync`: every micro-batch but the last then runs
+    forward and backward inside it, so gradients accumulate locally and are all-reduced once per step (by the
+    last backward) instead of once per micro-batch. Every rank then clips and steps on the same averaged
+    gradients, and the result equals one process stepping on all ranks' micro-batches.
 
     Gradients are cleared at the start of the step, not the end, so after it returns `p.grad` still holds
     this step's gradients for whoever wants to look at them (a callback, a lesson's plot).
@@ -110,10 +115,12 @@ def train_step(
             group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
     loss_sum = None
-    for x, y in micro_batches:
-        with autocast or contextlib.nullcontext():
-            _, loss = model(x, y)
-        (loss / len(micro_batches)).backward()
+    last = len(micro_batches) - 1
+    for i, (x, y) in enumerate(micro_batches):
+        with no_sync() if no_sync is not None and i < last else contextlib.nullcontext():
+            with autocast or contextlib.nullcontext():
+                _, loss = model(x, y)
+            (loss / len(micro_batches)).backward()
         loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
     grad_norm = None
     if grad_clip > 0:
