@@ -164,20 +164,22 @@ def plot_ladder(
     ys = list(range(len(names)))[::-1]  # the first rung at the top
     top = 0.0
     for y, name in zip(ys, names, strict=True):
-        runs, now = groups.get(name, []), [r["bits_per_byte"] for r in fresh.get(name, [])]
-        if runs:
-            values = [r["bits_per_byte"] for r in runs]
-            mean = statistics.fmean(values)
-            color = "tab:orange" if name in highlight else "tab:blue"
-            ax.barh(y, mean, color=color, alpha=0.85, height=0.7)
-            if len(values) > 1:
-                ax.plot([min(values), max(values)], [y, y], color="black", lw=1.5)
-            # the label goes right of everything drawn on this row, the fresh marker included
-            ax.text(max(values + now) + 0.06, y, f"{mean:.3f}", va="center", fontsize=8)
-            top = max(top, *values)
-        if now:
-            ax.plot(now, [y] * len(now), "kX", ms=8)
-            top = max(top, *now)
+        runs = groups.get(name)
+        if not runs:
+            continue
+        values = [r["bits_per_byte"] for r in runs]
+        mean = statistics.fmean(values)
+        color = "tab:orange" if name in highlight else "tab:blue"
+        ax.barh(y, mean, color=color, alpha=0.85, height=0.7)
+        if len(values) > 1:
+            ax.plot([min(values), max(values)], [y, y], color="black", lw=1.5)
+        ax.text(max(values) + 0.03, y, f"{mean:.3f}", va="center", fontsize=8)
+        top = max(top, max(values))
+    for y, name in zip(ys, names, strict=True):
+        if name in fresh:
+            values = [r["bits_per_byte"] for r in fresh[name]]
+            ax.plot(values, [y] * len(values), "kX", ms=8)
+            top = max(top, max(values))
     ax.set_yticks(ys, [f"{n} ({get_rung(n).lesson})" for n in names])
     ax.set_xlim(0, top * 1.3 if top > 0 else 1)
     ax.set_xlabel("held-out bits per byte (lower is better; axis from 0)")
@@ -195,8 +197,7 @@ def plot_ladder(
     if fresh:
         (marker,) = ax.plot([], [], "kX", ms=8, label="measured now")
         handles.append(marker)
-    # below the axes, where it can cover no bar and no label
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(handles), fontsize=8)
+    ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.95)
     return ax
 
 
