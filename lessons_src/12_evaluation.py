@@ -544,21 +544,22 @@ CPU_INDUCTION = ind
 # rare inside one window, so 3500 steps give the circuit almost no gradient to grow on.
 #
 # To see the circuit form, give copying something to gain: train on text where spans repeat inside every
-# window. The data below is random lowercase letters in which each random span (6 to 24 letters) is followed
+# window. The data below is random lowercase letters in which each random span (16 to 30 letters) is followed
 # by a copy of itself, so the only thing to learn beyond "any letter, 1 in 26" is to copy. A 1-layer and a
 # 2-layer model (same width, heads, steps, batch and learning rate; RoPE, so that "the previous token" is
 # the same relative offset everywhere) train on it, and a callback measures the
-# induction score on repeated random letters (length `half`, longer than any training span) during training.
+# induction score on repeated random letters (24 letters, drawn fresh) every 50 steps.
 
 
 # %%
 def repeated_spans(n_chars: int, seed: int) -> str:
-    """Random lowercase letters; each random span (6-24 letters) appears twice in a row, after random filler."""
+    """Random lowercase letters; each random span (16-30 letters) appears twice in a row, after 0-8 letters of
+    random filler. The spans' lengths vary, so no fixed offset finds the copy: only matching content does."""
     r = random.Random(seed)
     parts, n = [], 0
     while n < n_chars:
-        filler = "".join(r.choices(string.ascii_lowercase, k=r.randint(0, 16)))
-        span = "".join(r.choices(string.ascii_lowercase, k=r.randint(6, 24)))
+        filler = "".join(r.choices(string.ascii_lowercase, k=r.randint(0, 8)))
+        span = "".join(r.choices(string.ascii_lowercase, k=r.randint(16, 30)))
         parts += [filler, span, span]
         n += len(filler) + 2 * len(span)
     return "".join(parts)
@@ -581,15 +582,15 @@ class InductionProbe(Callback):
             self.history.append((run.step, r.max_score, r.loss_first, r.loss_second))
 
 
-INDUCTION_STEPS = pick(smoke=40, cpu=3000, gpu=3000, device=device)
-INDUCTION_HALF = 32
+INDUCTION_STEPS = pick(smoke=40, cpu=1500, gpu=1500, device=device)
+INDUCTION_HALF = 24
 induction_runs = {}
 for n_layer in (1, 2):
     probe = InductionProbe(every=max(INDUCTION_STEPS // 30, 1))
     config = preset(
         "cpu", data=str(workdir / "spans.txt"), n_layer=n_layer, n_head=4, n_embd=64, block_size=64,
-        pos_embedding="rope", batch_size=16, max_iters=INDUCTION_STEPS, learning_rate=3e-3, min_lr=3e-4,
-        warmup_iters=100, eval_interval=INDUCTION_STEPS, eval_iters=10, seed=SEED, device=str(device),
+        pos_embedding="rope", batch_size=32, max_iters=INDUCTION_STEPS, learning_rate=1e-3, min_lr=1e-4,
+        warmup_iters=50, eval_interval=INDUCTION_STEPS, eval_iters=10, seed=SEED, device=str(device),
         progress=False,
     )  # fmt: skip
     start = time.perf_counter()
@@ -624,18 +625,24 @@ plot_induction_scores(axes[2], induction_runs[2][1], "2-layer model, per head (e
 plt.show()
 
 # %% [markdown]
-# **The finding here: on this budget neither model forms an induction head**, not even on data made of
-# repeats. After 3000 steps (3.1 million tokens) both end just below the uniform loss (val 3.206 nats for one
-# layer, 3.229 for two, against ln 26 = 3.258): enough to learn that a letter already in the window is a little
-# more likely to come again, which one layer can do, but not to copy. On the repeated test their best head's
-# score falls from the level of uniform attention (0.02) to about 0, so the heads learn to look somewhere other
-# than the copy (we did not trace where), and the second copy costs more than the first (3.31 against 3.29
-# nats for one layer, 3.30 against 3.27 for two). There is no jump in either curve: we are on the plateau
-# that precedes the phase change, not past it. Olsson et al. saw the change after hundreds of millions
-# to billions of tokens in their models; small models on synthetic copying tasks are known to stall for
-# thousands of steps first, and how long depends on the learning rate, width and data. This lesson's CPU budget
-# (under a minute per model) ends before it. The measuring tools are what this section delivers; exercise 3
-# gives the experiment the budget it needs.
+# **The phase change, measured.** The 2-layer model sits on a plateau for about 550 steps: its best head's
+# induction score stays at the level of uniform attention (0.01–0.04) and the second copy costs as much as the
+# first. Then, within some 300 steps, the score climbs (to about 0.77 by step 850, on the curve) and ends at
+# **0.88**, and the loss on
+# the second copy falls from 3.3 to **0.41 nats** while the first copy stays at ln 26 ≈ 3.26: the model now
+# copies. The per-head map shows where: two heads of the *second* layer (head 1 at 0.88, head 3 at 0.67), none
+# of the first, just as the two-layer circuit needs (a first-layer head to mark the previous token, a
+# second-layer head to match it). The 1-layer model, with the same budget, never gets past a best head of
+# about 0.10 (0.08 at the end). It does lower its second-copy loss, to 2.77 nats, and earlier than the 2-layer model:
+# one layer can learn that letters already in the window are likely to come again, which is worth something
+# here, but not which letter comes *next*. Its validation loss (3.174) stays far above the 2-layer model's
+# (2.613).
+#
+# Compared with Olsson et al., this is the same signature (a sudden rise of the induction score with a drop of
+# the loss on repeated tokens, only with two layers) in a toy setting: a dataset where copying is the only
+# thing to learn, 1500 steps of 32 × 64 letters (3.1 million tokens), about a minute on one CPU thread. On
+# Tiny Shakespeare, where repeats inside 64 characters are rare, the cpu-preset model trained 3500 steps shows
+# none of it (above).
 #
 # ## 7 · The logit lens
 #
@@ -713,7 +720,7 @@ for title in titles:
 # Some fix on one position for many queries, the vertical stripes: in this window ("...the pack of you,⏎That
 # triumph thus upon my misery"), heads 0 and 3 of layer 1 hold on to the "T" that begins the second line for
 # every character after it, so the start of the current line is one thing the model keeps track of. A previous-token
-# head is one half of an induction circuit; the model never built the other half (section 6).
+# head is one half of an induction circuit; this model never built the other half (section 6).
 #
 # ## Summary
 #
@@ -731,10 +738,12 @@ for title in titles:
 # - **Multiple choice**: scored by log-likelihood as harnesses do, the summed score picks the shortest line 76 %
 #   of the time; length-normalised, the GPT's **26.0 %** on the next-line cloze is within noise of chance
 #   (25 %) and of the bigram model (25.8 %).
-# - **Mechanisms**: no induction head on this budget, in the Shakespeare model (best score 0.026, chance level
-#   0.022) or in 1- and 2-layer models trained on repeats (still on the plateau after 3000 steps); the logit lens
-#   shows the first block doing most of the work; the attention gallery shows a previous-token head in layer 0
-#   and heads anchored on line starts above it.
+# - **Induction heads**: none in the Shakespeare model (best score 0.026, uniform attention 0.022). On data
+#   full of repeats, a 2-layer model goes through a phase change after ~550 steps (induction score 0.03 → 0.88,
+#   loss on the repeated half 3.3 → 0.41 nats, in two second-layer heads); a 1-layer model with the same budget
+#   never passes 0.10.
+# - **Inside the GPT**: the logit lens shows the first block doing most of the work; the attention gallery
+#   shows a previous-token head in layer 0 and heads anchored on the start of the line above it.
 # - `python -m scratchlm eval --ckpt DIR` prints the same report card for any checkpoint and writes the plots
 #   and a JSON file.
 #

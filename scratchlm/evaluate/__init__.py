@@ -18,6 +18,7 @@ The rest, one module per question:
     choice        multiple choice by log-likelihood     score_choices, cloze_items, fit_bigram (the baseline)
     mechanistic   how it does it                        attention_patterns, head_summary, induction_score, logit_lens
     report        all of it for one checkpoint          EvalConfig, report_card (the `eval` command)
+    plots         their pictures on the caller's Axes   plot_reliability, plot_induction_scores, plot_attention_gallery
 """
 
 from scratchlm.evaluate.calibration import (
