@@ -57,7 +57,9 @@ class EvalConfig:
         optional(POSITIVE_INT),
     )
     bins: int = option(10, "confidence bins of the reliability diagram and ECE", POSITIVE_INT)
-    cloze_items: int = option(200, "questions of the next-line cloze test", POSITIVE_INT)
+    cloze_items: int = option(
+        600, "questions of the next-line cloze test (600: a standard error near 1.8 points)", POSITIVE_INT
+    )
     cloze_choices: int = option(4, "options per question (the true line and distractors)", POSITIVE_INT)
     cloze_lines: int = option(2, "lines of context before the line to pick", POSITIVE_INT)
     samples: int = option(8, "samples drawn for the novelty check", POSITIVE_INT)
@@ -213,7 +215,8 @@ def format_card(card: dict[str, Any]) -> str:
         f"{h['nats_per_token']:.3f} nats per token, stride {h['stride']})",
         f"calibration  ECE {c['ece']:.3f} ({side}-confident by {abs(c['overconfidence']):.3f} on average; "
         f"top-1 accuracy {c['top1_accuracy']:.1%} at mean confidence {c['mean_confidence']:.1%})",
-        f"cloze        {z['accuracy']['sum']:.1%} (per byte {z['accuracy']['per_byte']:.1%}) on {z['items']} items; "
+        f"cloze        {z['accuracy']['sum']:.1%} (per byte {z['accuracy']['per_byte']:.1%}) on {z['items']} items "
+        f"(standard error near chance {math.sqrt(z['chance'] * (1 - z['chance']) / z['items']):.1%}); "
         f"chance {z['chance']:.1%}, bigram {z['bigram_accuracy']['sum']:.1%} (per byte "
         f"{z['bigram_accuracy']['per_byte']:.1%})",
         f"induction    best head: layer {i['best_head'][0]}, head {i['best_head'][1]}, score {i['max_score']:.2f}; "
