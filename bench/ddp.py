@@ -4,8 +4,8 @@
    character shards, micro-batch 12 per rank, DDP as `pretrain` uses it (`train_step(..., no_sync=ddp.no_sync)`).
    Steps alternate between the real step (gradients all-reduced by the last backward) and the same step with every
    backward inside `no_sync()` (the same computation, no communication); communication share = 1 - local / real.
-   The all-reduce of one gradient-sized buffer is also timed alone. For reference, one process takes steps of the same global batch
-   (12 x N sequences) in this launcher, on one thread.
+   The all-reduce of one gradient-sized buffer is also timed alone. For reference, one process takes steps of the
+   same global batch (12 x N sequences) in this launcher, on one thread.
 2. Launches. `python -m torch.distributed.run --standalone --nproc_per_node=N -m scratchlm pretrain` (smoke preset,
    20 steps) is started --launches times, each with a timeout: every launch must finish, none may hang.
 
