@@ -49,6 +49,20 @@ def check_writable(path: str | Path, error: type[ScratchLMError] = OutputError) 
     return path
 
 
+def output_folder(path: str | Path, name: str = "output folder") -> Path:
+    """Create the folder a run writes into, now, before any long work: a path that is a file, or a folder that
+    cannot be created, fails at once with a one-line `OutputError` that calls it `name` ("out_dir", "report
+    folder"). Returns it as a Path."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{name} {folder} is a file; it must be a folder (or a path that does not exist yet)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot write to {name} {folder}: {e.strerror or e}") from e
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_write(
     path: str | Path,

@@ -127,7 +127,7 @@ def test_output_folder_that_is_a_file(trained, capsys, tmp_path):
     run, _ = trained
     blocker = tmp_path / "taken"
     blocker.write_text("x")
-    one_line_error(capsys, ["--ckpt", str(run), "--out", str(blocker)], "it is a file")
+    one_line_error(capsys, ["--ckpt", str(run), "--out", str(blocker)], "is a file; it must be a folder")
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from scratchlm import checkpoint
 from scratchlm.cli.args import positive_int
 from scratchlm.data import load_splits
-from scratchlm.errors import ConfigError, OutputError
+from scratchlm.errors import ConfigError
 from scratchlm.evaluate.report import EvalConfig, format_card, report_card, write_report
+from scratchlm.files import output_folder
 from scratchlm.options import add_arguments, given_options
 from scratchlm.runtime import configure_threads, get_device
 
@@ -43,18 +43,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _output_folder(out: str | None, ckpt_path: Path) -> Path:
-    """The report's folder, created now: a folder that cannot be written fails before minutes of work."""
-    folder = Path(out) if out else ckpt_path.parent / "eval"
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"cannot write the report into {folder}: it is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create {folder}: {e.strerror or e}") from None
-    return folder
-
-
 def run(args: argparse.Namespace) -> int:
     config = EvalConfig(**given_options(args, EvalConfig))  # bad flag values fail before anything is loaded
     threads = configure_threads(args.threads)
@@ -66,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(data, str) or not data:
         raise ConfigError(f"{saved.path} does not say which data it was trained on: give --data NAME|PATH")
     val_fraction = config.val_fraction or trained_on.get("val_fraction") or DEFAULT_VAL_FRACTION
-    folder = _output_folder(args.out, saved.path)
+    folder = output_folder(args.out or saved.path.parent / "eval", "report folder")  # before minutes of work
     splits = load_splits(data, tokenizer, val_fraction)
     m = model.config
     print(

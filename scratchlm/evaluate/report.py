@@ -22,13 +22,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from scratchlm.errors import ConfigError, OutputError
+from scratchlm.errors import ConfigError
 from scratchlm.evaluate.calibration import next_token_predictions
 from scratchlm.evaluate.choice import cloze_items, fit_bigram, score_choices
 from scratchlm.evaluate.heldout import bits_per_byte, token_bytes, token_nats
 from scratchlm.evaluate.mechanistic import attention_patterns, head_summary, induction_score
 from scratchlm.evaluate.novelty import TrainingTextIndex
-from scratchlm.files import atomic_write
+from scratchlm.files import atomic_write, output_folder
 from scratchlm.generation import generate
 from scratchlm.options import POSITIVE_INT, TEXT, check_options, number, option, optional
 
@@ -244,13 +244,7 @@ def write_report(card: dict[str, Any], out_dir: str | Path) -> list[Path]:
     )
     from scratchlm.tokenizers import visible
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"cannot write the report into {out}: it is a file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create {out}: {e.strerror or e}") from None
+    out = output_folder(out_dir, "report folder")
     figures = card["_figures"]
     written = []
     path = out / REPORT_FILENAME

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from scratchlm import checkpoint as ckpt_io
 from scratchlm.data import TokenSplits, load_splits
 from scratchlm.errors import ConfigError, OutputError
-from scratchlm.files import atomic_write, folder_lock
+from scratchlm.files import atomic_write, folder_lock, output_folder
 from scratchlm.model import GPTConfig
 from scratchlm.options import (
     NON_NEGATIVE_INT,
@@ -410,10 +410,7 @@ def run_sweep(
     point with a checkpoint in out_dir/points/<key>/ continues from it. `splits` (default: `grid.data`,
     tokenized once here) and `device` (default: the best available) are shared by every run.
     """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out} is a file; the sweep needs a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out_dir, "sweep folder")
     device = device if device is not None else get_device()
     splits = splits if splits is not None else load_splits(grid.data)
     points = list(points) if points is not None else grid.points(splits.tokenizer.vocab_size)

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from scratchlm import checkpoint as ckpt_io
 from scratchlm.data import TokenSplits, get_batch, load_splits
 from scratchlm.errors import CheckpointError, ConfigError, OutputError, ScratchLMError
-from scratchlm.files import atomic_write, folder_lock, remove_stale_temporaries
+from scratchlm.files import atomic_write, folder_lock, output_folder, remove_stale_temporaries
 from scratchlm.memory import check_fits, training_bytes
 from scratchlm.model import GPT
 from scratchlm.runtime import get_device
@@ -219,7 +219,7 @@ def prepare_run(
         raise ConfigError("out_dir and resume work with the library's GPT only: train a model of your own without")
     if config.resume and checkpoint is None:
         checkpoint = ckpt_io.load(Path(config.out_dir) / ckpt_io.FILENAME, device="cpu")
-    out_dir = _output_folder(config) if config.out_dir is not None else None
+    out_dir = output_folder(config.out_dir, "out_dir") if config.out_dir is not None else None
 
     torch.manual_seed(config.seed)  # model init; a resumed run restores every random state below
     data_generator = torch.Generator().manual_seed(config.seed)
@@ -265,17 +265,6 @@ def prepare_run(
             ckpt_io.restore_rng_state(checkpoint.rng, data_generator)
         run.saved_step = checkpoint.step
     return run
-
-
-def _output_folder(config: TrainConfig) -> Path:
-    out_dir = Path(config.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"out_dir {out_dir} is a file; it must be a folder (or a path that does not exist yet)")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot write to out_dir {out_dir}: {e.strerror or e}") from e
-    return out_dir
 
 
 def train(

@@ -29,3 +29,18 @@ def test_visible_draws_whitespace_and_keeps_the_rest():
     assert visible(" the\nend\t") == "␣the⏎end⇥"
     assert visible("") == ""
     assert visible("naïve") == "naïve"
+
+
+def test_output_folder_is_created_at_once_and_a_file_in_its_place_is_one_clear_error(tmp_path):
+    from scratchlm.errors import OutputError
+    from scratchlm.files import output_folder
+
+    made = output_folder(tmp_path / "a" / "b", "report folder")
+    assert made.is_dir()
+    assert output_folder(made) == made  # an existing folder is fine
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match=r"report folder .* is a file; it must be a folder"):
+        output_folder(blocker, "report folder")
+    with pytest.raises(OutputError, match="cannot write to out_dir"):
+        output_folder(blocker / "inside", "out_dir")
