@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import regex
 
+from scratchlm.downloads import fetch
 from scratchlm.errors import TokenizerError
 from scratchlm.options import is_int
 from scratchlm.tokenizers import bpe_files, hf_files
@@ -380,11 +381,9 @@ class BPETokenizer:
 
     @classmethod
     def from_pretrained(cls, name: str) -> BPETokenizer:
-        """GPT-2's ("r50k_base") or GPT-4's ("cl100k_base") tokenizer, fetched with `scratchlm.data.fetch`."""
+        """GPT-2's ("r50k_base") or GPT-4's ("cl100k_base") tokenizer, fetched with `scratchlm.downloads.fetch`."""
         if name not in PRETRAINED:
             raise TokenizerError(f"unknown pretrained tokenizer {name!r}; known: {', '.join(PRETRAINED)}")
-        from scratchlm.data import fetch  # imported here: the data module needs torch, tokenizers do not
-
         pattern, special_tokens = PRETRAINED[name]
         return cls.from_tiktoken_file(fetch(name), pattern, special_tokens)
 
