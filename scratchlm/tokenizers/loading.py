@@ -26,8 +26,8 @@ def load(spec: str | Path) -> Tokenizer:
         return BPETokenizer.from_hf_files(path)
     if not path.is_file():
         raise TokenizerError(
-            f"no tokenizer file (BPE, character or Hugging Face) at {path}, nor a published vocabulary of that "
-            f"name ({', '.join(PRETRAINED)})"
+            f"no BPE tokenizer file or character tokenizer file at {path} (nor a Hugging Face tokenizer.json, "
+            f"vocab.json or their folder), nor a published vocabulary of that name ({', '.join(PRETRAINED)})"
         )
     with open(path, "rb") as f:
         head = f.read(64)
