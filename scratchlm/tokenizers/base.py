@@ -26,8 +26,9 @@ def tokenizer_from_dict(state: dict[str, Any]) -> Tokenizer:
     """Rebuild a tokenizer from `to_dict()` output, dispatching on its `type` field."""
     from scratchlm.tokenizers.bpe import BPETokenizer
     from scratchlm.tokenizers.char import CharTokenizer
+    from scratchlm.tokenizers.extended import ExtendedTokenizer
 
-    kinds = {"char": CharTokenizer, "bpe": BPETokenizer}
+    kinds = {"char": CharTokenizer, "bpe": BPETokenizer, "extended": ExtendedTokenizer}
     kind = state.get("type") if isinstance(state, dict) else None
     if kind not in kinds:
         raise TokenizerError(f"unknown tokenizer type {kind!r}; expected one of {sorted(kinds)}")
