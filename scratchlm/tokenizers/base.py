@@ -32,6 +32,8 @@ def tokenizer_from_dict(state: dict[str, Any]) -> Tokenizer:
     kind = state.get("type") if isinstance(state, dict) else None
     if kind not in kinds:
         raise TokenizerError(f"unknown tokenizer type {kind!r}; expected one of {sorted(kinds)}")
+    if kind == "extended":  # a tokenizer around another: rebuild that one first
+        return ExtendedTokenizer.from_dict(state, tokenizer_from_dict(state.get("base")))
     return kinds[kind].from_dict(state)
 
 

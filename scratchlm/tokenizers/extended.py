@@ -72,14 +72,14 @@ class ExtendedTokenizer:
                 "special_tokens": list(self.special_tokens)}  # fmt: skip
 
     @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> ExtendedTokenizer:
-        from scratchlm.tokenizers.base import tokenizer_from_dict
-
+    def from_dict(cls, state: dict[str, Any], base: Any) -> ExtendedTokenizer:
+        """Rebuild from `to_dict()` output; `base` is its base tokenizer, already rebuilt from state["base"]
+        (`tokenizer_from_dict` does both)."""
         if state.get("format") != FORMAT or not isinstance(state.get("special_tokens"), list):
             raise TokenizerError("not a scratchlm extended tokenizer description")
         if state.get("version") != VERSION:
             raise TokenizerError(f"extended tokenizer version {state.get('version')!r} is not supported")
-        return cls(tokenizer_from_dict(state.get("base")), state["special_tokens"])
+        return cls(base, state["special_tokens"])
 
     def __repr__(self) -> str:
         return f"ExtendedTokenizer({self.base!r} + {list(self.special_tokens)})"
