@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from scratchlm.errors import TokenizerError
@@ -10,8 +11,9 @@ from scratchlm.tokenizers.base import Tokenizer
 
 def load(spec: str | Path) -> Tokenizer:
     """A tokenizer from `spec`: a file saved by `CharTokenizer.save` (JSON) or `BPETokenizer.save` (a
-    `scratchlm-bpe` header line), or the name of a published vocabulary (r50k_base: GPT-2, cl100k_base: GPT-4).
-    A file of that name in the working folder wins over the published vocabulary."""
+    `scratchlm-bpe` header line), a JSON file of either's `to_dict()` (the `tokenizer.json` that `prepare` writes
+    beside its shards), or the name of a published vocabulary (r50k_base: GPT-2, cl100k_base: GPT-4). A file of
+    that name in the working folder wins over the published vocabulary."""
     from scratchlm.tokenizers.bpe import PRETRAINED, BPETokenizer
     from scratchlm.tokenizers.char import CharTokenizer
 
@@ -27,4 +29,14 @@ def load(spec: str | Path) -> Tokenizer:
         head = f.read(64)
     if head.lstrip().startswith(b"scratchlm-bpe"):
         return BPETokenizer.load(path)
+    if head.lstrip().startswith(b"{"):  # JSON: a character tokenizer, or a to_dict() of either kind
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise TokenizerError(f"{path} is not a readable tokenizer file ({e})") from None
+        if isinstance(state, dict) and state.get("type") == "bpe":
+            try:
+                return BPETokenizer.from_dict(state)
+            except TokenizerError as e:
+                raise TokenizerError(f"{path}: {e}") from None
     return CharTokenizer.load(path)
