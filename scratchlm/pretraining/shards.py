@@ -48,11 +48,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from scratchlm.data import sha256_of
 from scratchlm.errors import DataError, OutputError
 from scratchlm.files import atomic_write, folder_lock, remove_stale_temporaries
+from scratchlm.memory import check_fits
 from scratchlm.options import BOOL, NON_NEGATIVE_INT, POSITIVE_INT, TEXT, Rule, check_options, number, option, optional
 from scratchlm.pretraining.corpora import DEFAULT_CORPUS, EOT_MARKER, Corpus, fingerprint, open_corpus
 
@@ -265,6 +267,8 @@ def prepare(
         raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     if shard_tokens < 2:
         raise DataError(f"shard_tokens must be at least 2, got {shard_tokens}")
+    # the two splits' shard buffers, at 2 bytes a token at least: an absurd size fails now, not after a pass
+    check_fits(2 * shard_tokens * 2, torch.device("cpu"), f"shards of {shard_tokens:,} tokens")
     workers = workers or os.cpu_count() or 1
     corpus = open_corpus(data)
     out_dir = Path(out_dir)
