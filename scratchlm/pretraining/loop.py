@@ -39,6 +39,7 @@ from scratchlm.errors import CheckpointError, ConfigError, OutputError, ScratchL
 from scratchlm.files import atomic_write, folder_lock, remove_stale_temporaries
 from scratchlm.generation import generate
 from scratchlm.model import GPT
+from scratchlm.optim import CombinedOptimizer
 from scratchlm.pretraining.config import PretrainConfig
 from scratchlm.pretraining.loader import ShardLoader
 from scratchlm.pretraining.shards import ShardIndex
@@ -315,7 +316,7 @@ class _Run:
     model: nn.Module
     forward_model: nn.Module
     wrapped: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer | CombinedOptimizer
     autocast: contextlib.AbstractContextManager
     loader: ShardLoader
     out_dir: Path | None
