@@ -156,7 +156,7 @@ def run_rung(
     model_config = rung.model_config(budget, data.splits.tokenizer.vocab_size, data.block_size)
     torch.manual_seed(seed)  # the initial weights: the same draw for a seed, whichever rung came before
     model = rung.build(model_config)
-    config = train_config(budget, model_config, seed, progress)
+    config = train_config(budget, model_config, seed, progress).replace(**rung.training)
 
     start = time.perf_counter()
     result = train(config, model=model, splits=data.splits, device=device)

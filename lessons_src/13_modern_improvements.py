@@ -1,0 +1,598 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-id,-colab,-outputId,-executionInfo
+#     notebook_metadata_filter: kernelspec,accelerator,colab.gpuType,-jupytext.text_representation.jupytext_version,-language_info.version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 13 · The modern block and optimizer, measured
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/scratchlm/scratchlm/blob/main/notebooks/13_modern_improvements.ipynb)
+#
+# Our GPT is GPT-2 (2019). The small open models a learner meets today (Llama 3, Qwen 3, Gemma 3, OLMo 2) and
+# the GPTs of current speedruns differ from it in a handful of changes: RMSNorm instead of LayerNorm, a gated
+# SwiGLU (or a squared-ReLU) MLP, rotary positions (lesson 08), no biases, an output head untied from the
+# embedding, a normalisation of queries and keys (QK-norm), and, for the fastest small runs, the Muon optimizer
+# for the hidden matrices. Each is one option of the library's `GPTConfig` or `TrainConfig`. This lesson derives
+# each one, checks it against the library, and measures what it buys here, because folklore measured at billions
+# of parameters need not hold for a 0.3M-parameter model trained for a minute and a half.
+#
+# **What you will build**
+#
+# 1. RMSNorm, and what dropping LayerNorm's mean costs and saves;
+# 2. SiLU, SwiGLU and ReLU², at equal parameters with GELU's MLP;
+# 3. QK-norm, and the attention logits and learning-rate range with and without it;
+# 4. untied heads and bias-free layers, and the named `llama` architecture;
+# 5. Muon: the Newton–Schulz iteration derived from the polar decomposition, the singular values of its update
+#    against AdamW's, and its cost per step;
+# 6. every change as a rung of the course's ladder (two seeds each), and a CPU speedrun record table.
+
+# %%
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:  # on Colab, install the course library from its repository
+    subprocess.check_call(
+        [sys.executable, "-m", "pip", "install", "-q", "scratchlm @ git+https://github.com/scratchlm/scratchlm"]
+    )
+
+import torch
+
+from scratchlm.runtime import configure_threads, get_device, pick, run_mode, set_seed
+
+device = get_device()
+configure_threads()  # the course's one thread policy
+MODE = run_mode(device)  # "smoke" in CI, "cpu" on a laptop, "gpu" on Colab
+print(f"device={device.type} mode={MODE} torch={torch.__version__}")
+
+# %% [markdown]
+# The rest of the imports and the data: Tiny Shakespeare with lesson 01's character tokenizer.
+
+# %%
+import math
+import statistics
+
+import matplotlib.pyplot as plt
+import torch.nn as nn
+import torch.nn.functional as F
+
+from scratchlm.data import get_batch, load_splits
+from scratchlm.layers import RMSNorm, relu_squared, silu
+from scratchlm.model import GPT, MLP, GPTConfig, ReLU2MLP, SwiGLUMLP, swiglu_hidden_size
+from scratchlm.timing import seconds_per_call
+from scratchlm.training import make_optimizer, preset, train, train_step
+
+SEED = 1337
+set_seed(SEED)
+splits = load_splits("tinyshakespeare")
+VOCAB = splits.tokenizer.vocab_size
+WHERE = device.type + (f", {torch.get_num_threads()} thread" if device.type == "cpu" else "")
+print(f"vocabulary {VOCAB}, {len(splits.train):,} training and {len(splits.val):,} validation characters")
+
+
+def params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# %% [markdown]
+# ## 1 · RMSNorm
+#
+# LayerNorm does two things to each token's vector $x \in \mathbb{R}^C$: it **centres** it (subtracts the mean
+# $\mu$) and **rescales** it (divides by the standard deviation), then applies a learned gain $g$ and bias $b$:
+#
+# $$\mathrm{LN}(x) = g \odot \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} + b .$$
+#
+# Zhang and Sennrich (2019) asked whether the centring matters, and proposed keeping only the rescaling, by the
+# root mean square:
+#
+# $$\mathrm{RMSNorm}(x) = g \odot \frac{x}{\sqrt{\tfrac1C \sum_i x_i^2 + \epsilon}} .$$
+#
+# One reduction instead of two, no bias. When the mean of $x$ is zero the two are the same function.
+
+
+# %%
+def rms_norm_by_hand(x: torch.Tensor, gain: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    rms = torch.sqrt((x * x).mean(dim=-1, keepdim=True) + eps)
+    return gain * x / rms
+
+
+C = 80
+x = torch.randn(4, 16, C) * 3 + 1  # a non-zero mean on purpose
+norm = RMSNorm(C)
+with torch.no_grad():
+    norm.weight.copy_(torch.rand(C) + 0.5)
+torch.testing.assert_close(rms_norm_by_hand(x, norm.weight), norm(x))
+
+centred = x - x.mean(dim=-1, keepdim=True)
+layer_norm = nn.LayerNorm(C, bias=False)
+with torch.no_grad():
+    layer_norm.weight.copy_(norm.weight)
+torch.testing.assert_close(norm(centred), layer_norm(centred))
+print("RMSNorm by hand = scratchlm.layers.RMSNorm; on zero-mean input RMSNorm = LayerNorm without bias")
+print(f"on this input (mean about 1) they differ by up to {(norm(x) - layer_norm(x)).abs().max():.2f}")
+
+# %% [markdown]
+# What does dropping the mean save? One reduction over C channels per token, forward and backward. Time both
+# norms alone, forward and backward, on a batch of activations of the `cpu` preset's shape, one after the other
+# in turn (fastest of several calls: noise only ever adds time), and then the whole training step of the `cpu`
+# preset's GPT with each.
+
+# %%
+acts = torch.randn(12, 64, 80, requires_grad=True)
+ln, rms = nn.LayerNorm(80), RMSNorm(80)
+
+
+def fwd_bwd(module):
+    return lambda: module(acts).sum().backward()
+
+
+norm_times = {"LayerNorm": [], "RMSNorm": []}
+for _ in range(pick(smoke=2, cpu=10)):
+    norm_times["LayerNorm"] += seconds_per_call(fwd_bwd(ln), repeats=20)
+    norm_times["RMSNorm"] += seconds_per_call(fwd_bwd(rms), repeats=20)
+norm_us = {name: 1e6 * min(t) for name, t in norm_times.items()}
+print(
+    f"forward+backward of a (12, 64, 80) batch ({WHERE}): LayerNorm {norm_us['LayerNorm']:.0f} µs, "
+    f"RMSNorm {norm_us['RMSNorm']:.0f} µs ({norm_us['LayerNorm'] / norm_us['RMSNorm']:.2f}x)"
+)
+
+# %% [markdown]
+# Now the share of a whole training step. `step_times` builds a model for each config, then takes one
+# training step of each in turn on the same batches, so a change in the machine's load hits all alike.
+
+
+# %%
+def step_times(configs: dict[str, GPTConfig], steps: int, optimizer: str = "adamw") -> dict[str, float]:
+    """Median seconds per training step of each model config, one step of each in turn."""
+    recipe = preset("cpu", optimizer=optimizer)
+    runs = {}
+    for name, config in configs.items():
+        torch.manual_seed(0)
+        model = GPT(config).to(device)
+        runs[name] = (model, make_optimizer(model, recipe, device))
+    times = {name: [] for name in configs}
+    generator = torch.Generator().manual_seed(0)
+    for i in range(steps + 3):
+        batch = [t.to(device) for t in get_batch(splits.train, 64, 12, generator=generator)]
+        for name, (model, opt) in runs.items():
+            step = lambda m=model, o=opt, b=batch: train_step(m, o, b, lr=1e-3)
+            seconds = seconds_per_call(step, repeats=1, warmup=0, device=device)[0]
+            if i >= 3:  # the first steps pay one-off costs
+                times[name].append(seconds)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+cpu_model = preset("cpu").model.replace(vocab_size=VOCAB)  # the `cpu` preset's GPT: 4 layers, 80 wide
+t_norm = step_times({"layernorm": cpu_model, "rmsnorm": cpu_model.replace(norm="rmsnorm")}, pick(smoke=3, cpu=60))
+print(
+    f"cpu-preset training step ({WHERE}): LayerNorm {1e3 * t_norm['layernorm']:.1f} ms, "
+    f"RMSNorm {1e3 * t_norm['rmsnorm']:.1f} ms ({t_norm['layernorm'] / t_norm['rmsnorm']:.2f}x)"
+)
+
+# %% [markdown]
+# The norm alone is cheaper without its mean, but the nine norms of this GPT are a small part of a step that is
+# mostly matrix products and attention, so the whole step barely changes (the ratio above; on a GPU, where a
+# norm is a memory-bound kernel, the saving is likewise a fraction of the norm's own time). RMSNorm's case is
+# not speed at this size; it is that the centring turned out not to be needed. Whether it costs quality here is
+# a question for the ladder (section 6).
+#
+# ## 2 · SiLU, SwiGLU and ReLU²
+#
+# GPT-2's MLP widens each token to $4C$, applies GELU and projects back. Two newer choices:
+#
+# - **SwiGLU** (Shazeer, 2020; Llama, Qwen, Mistral): a *gated* unit. Two projections of $x$, one through SiLU,
+#   $\mathrm{silu}(z) = z\,\sigma(z)$, multiply element by element: $\mathrm{silu}(x W_g) \odot (x W_u)$, then
+#   $W_d$ projects back. Each hidden unit's gate decides how much of its linear path passes.
+# - **ReLU²** (So et al., 2021, *Primer*; current speedruns): $\max(z, 0)^2$, as cheap as ReLU with a continuous
+#   derivative.
+
+# %%
+z = torch.linspace(-4, 3, 400)
+fig, ax = plt.subplots(figsize=(6, 3.5))
+ax.plot(z, F.gelu(z, approximate="tanh"), label="GELU (GPT-2)")
+ax.plot(z, silu(z), label="SiLU = z·σ(z) (SwiGLU's gate)")
+ax.plot(z, relu_squared(z), label="ReLU²")
+ax.set_ylim(-1, 4)
+ax.axhline(0, color="grey", lw=0.5)
+ax.set_xlabel("pre-activation z")
+ax.set_ylabel("activation")
+ax.legend(loc="upper left")
+ax.set_title("The three activations")
+plt.show()
+torch.testing.assert_close(silu(z), z * torch.sigmoid(z))
+
+# %% [markdown]
+# SiLU and GELU are nearly the same curve (both dip slightly below zero for negative inputs); ReLU² is flat
+# at zero for all negative inputs and grows quadratically.
+#
+# SwiGLU has three matrices where GELU's MLP has two. To compare at equal parameters its hidden width $h$ must
+# satisfy $3Ch = 2 \cdot 4C^2$, so $h = 8C/3$; the library rounds it to a multiple of 8 (`swiglu_hidden_size`).
+# Here is SwiGLU by hand against the library's `SwiGLUMLP`, which keeps $[W_g \,|\, W_u]$ in one matrix `c_fc`
+# so that one product computes both.
+
+# %%
+config = GPTConfig(vocab_size=VOCAB, n_embd=C, n_head=4, bias=False, mlp="swiglu")
+swiglu = SwiGLUMLP(config)
+h = swiglu_hidden_size(C)
+W_g, W_u = swiglu.c_fc.weight[:h], swiglu.c_fc.weight[h:]  # (h, C) each
+W_d = swiglu.c_proj.weight  # (C, h)
+by_hand = (silu(x @ W_g.T) * (x @ W_u.T)) @ W_d.T
+torch.testing.assert_close(by_hand, swiglu(x))
+
+counts = {
+    "GELU (4C)": params(MLP(config)),
+    f"SwiGLU (h={h})": params(swiglu),
+    "ReLU² (4C)": params(ReLU2MLP(config)),
+}
+for name, n in counts.items():
+    print(f"{name:>14}: {n:,} parameters")
+assert abs(counts["GELU (4C)"] - counts[f"SwiGLU (h={h})"]) <= 3 * 4 * C  # within the rounding of h to 8
+print(f"8C/3 = {8 * C / 3:.1f} -> h = {h}: SwiGLU by hand = scratchlm's SwiGLUMLP")
+
+# %% [markdown]
+# ## 3 · QK-norm
+#
+# The attention logit of a query and a key is $q \cdot k / \sqrt{D}$. Nothing bounds it: if training grows the
+# query and key weights, the logits grow with their product, the softmax saturates onto one key, and its gradient
+# vanishes; with a high learning rate the growth can be fast enough to derail a run (the "attention logit growth"
+# instability, Dehghani et al. 2023; Wortsman et al. 2023). **QK-norm** RMS-normalises each query and each key
+# head over its $D$ channels (with a learned gain) before the dot product, so a logit is bounded by
+# $D \cdot g_q g_k / \sqrt{D}$ whatever the weights do. The library applies it before RoPE: the rotation preserves
+# the norm, so the order does not change the bound, and normalising first keeps the gains per channel rather
+# than per rotated pair.
+#
+# First, by hand against the library's attention with `qk_norm=True`.
+
+# %%
+from scratchlm.attention import CausalSelfAttention
+
+qk_config = GPTConfig(vocab_size=VOCAB, n_embd=C, n_head=4, block_size=16, qk_norm=True)
+attn = CausalSelfAttention(qk_config)
+with torch.no_grad():
+    attn.q_norm.weight.uniform_(0.5, 1.5)
+    attn.k_norm.weight.uniform_(0.5, 1.5)
+B, T, H, D = 4, 16, 4, C // 4
+q, k, v = attn.c_attn(x).split(C, dim=-1)
+q, k, v = (t.view(B, T, H, D).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
+q, k = rms_norm_by_hand(q, attn.q_norm.weight), rms_norm_by_hand(k, attn.k_norm.weight)
+y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
+torch.testing.assert_close(attn.c_proj(y), attn(x))
+print("QK-norm by hand = scratchlm's CausalSelfAttention(qk_norm=True)")
+
+
+# %% [markdown]
+# Now the experiment. Train the same small GPT at a range of peak learning rates, with and without QK-norm, and
+# record the validation loss and the largest attention logit the trained model produces on a fixed batch
+# (captured by a forward hook on every attention layer's input, then recomputed as $q \cdot k/\sqrt D$ over the
+# causal positions).
+
+
+# %%
+def max_attention_logit(model: GPT, xb: torch.Tensor) -> float:
+    """The largest |q.k|/sqrt(D) over every layer, head and causal (query, key) pair of batch xb."""
+    inputs = []
+    hooks = [blk.attn.register_forward_hook(lambda m, a, out: inputs.append((m, a[0]))) for blk in model.transformer.h]
+    with torch.no_grad():
+        model(xb)
+        biggest = 0.0
+        for attn_layer, a in inputs:
+            Bq, Tq, Cq = a.shape
+            Hq, Dq = attn_layer.n_head, Cq // attn_layer.n_head
+            qq, kk, _ = attn_layer.c_attn(a).split(Cq, dim=-1)
+            qq, kk = (t.view(Bq, Tq, Hq, Dq).transpose(1, 2) for t in (qq, kk))
+            if attn_layer.qk_norm:
+                qq, kk = attn_layer.q_norm(qq), attn_layer.k_norm(kk)
+            logits = (qq @ kk.transpose(-2, -1)) / math.sqrt(Dq)
+            causal = torch.ones(Tq, Tq, dtype=torch.bool, device=a.device).tril()
+            biggest = max(biggest, logits.abs().masked_fill(~causal, 0).max().item())
+    for hk in hooks:
+        hk.remove()
+    return biggest
+
+
+LRS = pick(smoke=[3e-3, 3e-2], cpu=[3e-3, 1e-2, 3e-2, 6e-2, 1e-1])
+SWEEP_STEPS = pick(smoke=30, cpu=600)
+xb = get_batch(splits.val, 64, 12, generator=torch.Generator().manual_seed(0))[0].to(device)
+sweep = {False: [], True: []}
+for use_qk_norm in (False, True):
+    for lr in LRS:
+        recipe = preset(
+            "cpu",
+            n_layer=2,
+            n_head=4,
+            n_embd=64,
+            block_size=64,
+            qk_norm=use_qk_norm,
+            learning_rate=lr,
+            max_iters=SWEEP_STEPS,
+            warmup_iters=SWEEP_STEPS // 10,
+            eval_interval=SWEEP_STEPS,
+            progress=False,
+            seed=SEED,
+        )
+        result = train(recipe, splits=splits, device=device)
+        val = result.metrics[-1]["val_loss"]
+        sweep[use_qk_norm].append((lr, val, max_attention_logit(result.model, xb)))
+        print(
+            f"qk_norm={use_qk_norm!s:5} lr={lr:.0e}: val {val:.3f}, max attention logit {sweep[use_qk_norm][-1][2]:.1f}"
+        )
+
+# %%
+fig, (ax_loss, ax_logit) = plt.subplots(1, 2, figsize=(11, 3.8))
+for use_qk_norm, rows in sweep.items():
+    label = "QK-norm" if use_qk_norm else "no QK-norm"
+    ax_loss.plot([r[0] for r in rows], [r[1] for r in rows], "o-", label=label)
+    ax_logit.plot([r[0] for r in rows], [r[2] for r in rows], "o-", label=label)
+for ax in (ax_loss, ax_logit):
+    ax.set_xscale("log")
+    ax.set_xlabel("peak learning rate (AdamW)")
+    ax.legend()
+ax_loss.set_ylabel(f"val loss after {SWEEP_STEPS} steps (nats)")
+ax_logit.set_ylabel("largest |attention logit|")
+ax_logit.set_yscale("log")
+ax_loss.set_title("Loss against learning rate")
+ax_logit.set_title("Attention logits against learning rate")
+plt.tight_layout()
+plt.show()
+best = {flag: min(rows, key=lambda r: r[1]) for flag, rows in sweep.items()}
+print(
+    f"best lr without QK-norm {best[False][0]:.0e} (val {best[False][1]:.3f}); "
+    f"with QK-norm {best[True][0]:.0e} (val {best[True][1]:.3f}); one seed, {SWEEP_STEPS} steps ({WHERE})"
+)
+
+# %% [markdown]
+# Read the two panels together. Without QK-norm the largest logit grows with the learning rate; with it the logits
+# stay bounded by the normalisation (their size is now set by the learned gains alone). What that does to the
+# usable range of learning rates is in the left panel: compare the lowest loss of each curve and how fast each
+# rises past its best learning rate. This is one seed of a short run on a two-layer model: read differences of a
+# few hundredths of a nat as ties.
+#
+# ## 4 · Untied heads, no biases, and `arch="llama"`
+#
+# GPT-2 ties its output head to its token embedding (lesson 04): one $V \times C$ matrix both reads tokens in and
+# scores them out. Llama unties them, which adds $VC$ parameters (few with 65 characters, a third of a small
+# model with a 128k vocabulary) and lets input and output representations differ. Llama also drops every bias.
+# The library names the whole combination, RMSNorm, SwiGLU, RoPE, no biases and an untied head, in one word:
+
+# %%
+configs = {
+    "gpt2": GPTConfig(vocab_size=VOCAB, n_layer=4, n_head=4, n_embd=80, block_size=64),
+    "untied": GPTConfig(vocab_size=VOCAB, n_layer=4, n_head=4, n_embd=80, block_size=64, tie_embeddings=False),
+    "no bias": GPTConfig(vocab_size=VOCAB, n_layer=4, n_head=4, n_embd=80, block_size=64, bias=False),
+    "llama": GPTConfig(vocab_size=VOCAB, n_layer=4, n_head=4, n_embd=80, block_size=64, arch="llama"),
+}
+for name, cfg in configs.items():
+    print(
+        f"{name:>8}: {params(GPT(cfg)):,} parameters  (norm={cfg.norm}, mlp={cfg.mlp}, pos={cfg.pos_embedding}, "
+        f"bias={cfg.bias}, tied={cfg.tie_embeddings})"
+    )
+llama = configs["llama"]
+assert (llama.norm, llama.mlp, llama.pos_embedding, llama.bias, llama.tie_embeddings) == (
+    "rmsnorm",
+    "swiglu",
+    "rope",
+    False,
+    False,
+)
+assert params(GPT(configs["untied"])) - params(GPT(configs["gpt2"])) == VOCAB * 80  # one more V x C matrix
+
+# %% [markdown]
+# The Llama-style GPT converts to and from Hugging Face's `LlamaForCausalLM` (`scratchlm.hf`; the tests check the
+# logits agree within 1e-4 both ways and that greedy generations are identical).
+#
+# ## 5 · Muon
+#
+# AdamW updates every parameter entry by entry. For a weight *matrix* that ignores its structure: the gradient
+# $G$ of a matrix is typically dominated by a few directions (a few large singular values), and an entry-wise
+# method moves mostly along them. **Muon** (Keller Jordan, 2024) treats each hidden matrix as a matrix: it takes
+# the momentum-averaged gradient $G = U S V^\top$ and steps along its **orthogonal part** $U V^\top$, the polar
+# factor, in which every singular value is 1. Every direction the gradient points in moves by the same amount.
+#
+# Computing $U V^\top$ by an SVD is slow on accelerators. Newton–Schulz gets it from matrix products alone. The
+# key fact: for an odd polynomial $p(x) = a x + b x^3 + c x^5$,
+#
+# $$p(X) = aX + b(XX^\top)X + c(XX^\top)^2X = U\,p(S)\,V^\top ,$$
+#
+# so iterating $p$ on the matrix iterates it on each singular value and leaves $U$, $V$ alone. Scale $G$ so all
+# $\sigma \le 1$ (divide by $\lVert G \rVert_F$), then pick $p$ to push every $\sigma \in (0, 1]$ towards 1. The
+# classic cubic $p(x) = \tfrac32 x - \tfrac12 x^3$ converges to exactly 1, but slowly from small $\sigma$ (slope
+# 1.5 at 0). Muon's quintic $(a, b, c) = (3.4445, -4.7750, 2.0315)$ has slope 3.44 at 0, so five steps lift
+# small singular values about 500-fold, at the price of landing in a band around 1 rather than on it.
+
+# %%
+from scratchlm.optim import QUINTIC, QUINTIC_BAND, newton_schulz
+
+
+def iterate(p, x, steps=5):
+    for _ in range(steps):
+        x = p(x)
+    return x
+
+
+cubic = lambda s: 1.5 * s - 0.5 * s**3
+quintic = lambda s: QUINTIC[0] * s + QUINTIC[1] * s**3 + QUINTIC[2] * s**5
+sigma = torch.logspace(-4, 0, 500, dtype=torch.float64)
+fig, ax = plt.subplots(figsize=(6.5, 3.8))
+ax.plot(sigma, iterate(cubic, sigma), label="cubic (1.5, −0.5), 5 steps")
+ax.plot(sigma, iterate(quintic, sigma), label="Muon's quintic, 5 steps")
+ax.plot(sigma, iterate(cubic, sigma, 25), ":", label="cubic, 25 steps")
+ax.axhspan(*QUINTIC_BAND, color="C1", alpha=0.1, label=f"band {QUINTIC_BAND}")
+ax.set_xscale("log")
+ax.set_xlabel("singular value / ‖G‖_F before")
+ax.set_ylabel("singular value after")
+ax.legend(loc="upper left", fontsize=8)
+ax.set_title("What Newton–Schulz does to each singular value")
+plt.show()
+
+
+# %% [markdown]
+# The quintic reaches the band from a thousand times further down than the cubic in the same five steps. Now
+# the matrix iteration by hand (on the short side: the Gram matrix $XX^\top$ is the smaller one when $X$ is
+# wide), against the library's `newton_schulz` and against the exact polar factor from an SVD.
+
+
+# %%
+def newton_schulz_by_hand(G: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    a, b, c = QUINTIC
+    X = G.T if G.size(0) > G.size(1) else G  # work on the wide side
+    X = X / (X.norm() + 1e-7)
+    for _ in range(steps):
+        A = X @ X.T
+        X = a * X + (b * A + c * A @ A) @ X
+    return X.T if G.size(0) > G.size(1) else X
+
+
+G = torch.randn(320, 80) @ torch.diag(torch.logspace(0, -2, 80))  # a tall matrix, condition number 100
+ortho = newton_schulz_by_hand(G)
+torch.testing.assert_close(ortho, newton_schulz(G), rtol=1e-4, atol=1e-5)
+U, S, Vh = torch.linalg.svd(G, full_matrices=False)
+s_after = torch.linalg.svdvals(ortho)
+print(
+    f"singular values of G: {S.min():.3g} .. {S.max():.3g}; after Newton–Schulz: {s_after.min():.3f} .. {s_after.max():.3f}"
+)
+print(f"cosine with the exact polar factor U Vᵀ: {F.cosine_similarity(ortho.flatten(), (U @ Vh).flatten(), dim=0):.4f}")
+assert QUINTIC_BAND[0] <= s_after.min() and s_after.max() <= QUINTIC_BAND[1]
+
+# %% [markdown]
+# Every singular value of $G$, spread over a factor of 100, ends inside the band, and the result points almost
+# exactly along $U V^\top$. (Singular values below `QUINTIC_FLOOR` × ‖G‖_F are only amplified, not brought to
+# the band; the tests check both facts on matrices of condition number 10⁴.)
+#
+# What does that mean for an actual update? Take one batch through the `cpu` preset's GPT and look at the first
+# block's MLP input matrix (`c_fc`, 320 × 80). AdamW's first step is $g / (\sqrt{g^2} + \epsilon)$ after bias
+# correction, about the sign of each entry; Muon's is the orthogonalised gradient. Compare their singular values.
+
+# %%
+torch.manual_seed(SEED)
+probe = GPT(cpu_model).to(device)
+xb_, yb_ = (t.to(device) for t in get_batch(splits.train, 64, 12, generator=torch.Generator().manual_seed(1)))
+_, loss = probe(xb_, yb_)
+loss.backward()
+g = probe.transformer.h[0].mlp.c_fc.weight.grad.detach().cpu()
+adam_update = g / (g.abs() + 1e-8)  # AdamW's first step (bias-corrected moments: m/√v = g/|g|)
+muon_update = newton_schulz(g)
+fig, ax = plt.subplots(figsize=(6.5, 3.8))
+for name, upd in (("gradient", g), ("AdamW's first update", adam_update), ("Muon's update", muon_update)):
+    s = torch.linalg.svdvals(upd)
+    ax.plot(s / s.max(), label=name)
+ax.set_yscale("log")
+ax.set_xlabel("singular value index (largest first)")
+ax.set_ylabel("singular value / largest")
+ax.set_title("block 0, MLP c_fc (320 × 80): the spectrum of each update")
+ax.legend()
+plt.show()
+s_adam, s_muon = torch.linalg.svdvals(adam_update), torch.linalg.svdvals(muon_update)
+print(
+    f"largest / smallest singular value: gradient {torch.linalg.svdvals(g)[0] / torch.linalg.svdvals(g)[-1]:.0f}, "
+    f"AdamW {s_adam[0] / s_adam[-1]:.1f}, Muon {s_muon[0] / s_muon[-1]:.2f}"
+)
+
+# %% [markdown]
+# The gradient's spectrum falls by orders of magnitude; AdamW's sign-like update flattens it partly (the sign
+# of a low-rank matrix is not low-rank), and Muon's flattens it to the band: every direction gets a step of
+# the same size. Embeddings, the output head and the vectors (norm gains, biases) are not hidden matrices, so
+# the library's `TrainConfig(optimizer="muon")` leaves them to AdamW and gives Muon the rest at its own learning
+# rate `muon_lr`; q, k and v, fused in `c_attn`, are orthogonalised as three matrices.
+#
+# Muon's extra work is five small matrix iterations per hidden matrix per step. Its cost per training step:
+
+# %%
+t_opt = step_times({"adamw": cpu_model}, pick(smoke=3, cpu=60), "adamw")
+t_opt |= step_times({"muon": cpu_model}, pick(smoke=3, cpu=60), "muon")
+print(
+    f"cpu-preset training step ({WHERE}): AdamW {1e3 * t_opt['adamw']:.1f} ms, Muon {1e3 * t_opt['muon']:.1f} ms "
+    f"({t_opt['muon'] / t_opt['adamw']:.2f}x)"
+)
+
+# %% [markdown]
+# (Measured one after the other here; `bench/optimizer_step.py` times the two alternately.) A step costs more with
+# Muon, so the fair comparison is at equal wall time, which is what the speedrun below does.
+#
+# ## 6 · On the ladder
+#
+# Each change as a rung: the lesson-04 `gpt` rung with one change, trained on the ladder's fixed budget (the same
+# 1,536,000 training characters, recipe and seeds for every rung) and scored in bits per byte on the same
+# held-out text, two seeds each (a third where a gap fell inside the spread of two). `llama` is all the
+# architecture changes at once, `muon` the `gpt` rung trained with Muon, and `modern` everything together.
+
+# %%
+from scratchlm.errors import DataError
+from scratchlm.ladder import ladder_table, mean_bits_per_byte, read_ladder, run_rung, show_ladder
+
+NEW_RUNGS = ["rmsnorm", "swiglu", "relu2", "qk-norm", "untied", "no-bias", "llama", "muon", "modern"]
+rung = run_rung("modern", seed=0)  # the ladder's budget for this mode
+show_ladder(highlight=NEW_RUNGS, measured=[rung])
+try:
+    committed = [r for r in read_ladder() if r["budget"] == rung["budget"]]
+except DataError:  # an installation without the repository's results file
+    committed = []
+if committed:
+    print(ladder_table(committed, rungs=["gpt", "rope", *NEW_RUNGS]))
+    gpt_bpb = mean_bits_per_byte(committed, "gpt")
+    for name in NEW_RUNGS:
+        seeds = [r["bits_per_byte"] for r in committed if r["rung"] == name]
+        if seeds:
+            print(
+                f"{name:>8}: {mean_bits_per_byte(committed, name) - gpt_bpb:+.3f} bits per byte against gpt "
+                f"({len(seeds)} seeds, spread {max(seeds) - min(seeds):.3f})"
+            )
+print(f"modern, seed 0, measured now: {rung['bits_per_byte']:.4f} bits per byte")
+
+# %% [markdown]
+# LADDER_PROSE
+#
+# ## 7 · A CPU speedrun
+#
+# Public speedruns (modded-nanogpt's record history is the model) keep a table: each record is one change, its
+# measured gain and the time it saved. Ours asks: which Tiny Shakespeare character validation loss can one CPU
+# thread reach in the wall time of the library's `cpu` preset (about 100 s)? `bench/speedrun.py` measures it.
+# Each row adds one change to the row above. Every row gets the record's wall time, not its step count: the step
+# times of all rows are measured first, one step of each in turn, and a slower row gets proportionally fewer
+# steps. Each row is then scored on the **whole** validation split. The table is the committed run of that
+# script; the lesson shows it and, in CPU mode, re-runs the first and the last row here.
+
+# %%
+import json
+from pathlib import Path
+
+SPEEDRUN_PROSE = None
+speedrun_file = Path("..") / "bench" / "results" / "speedrun.json"
+if speedrun_file.exists():
+    speedrun = json.loads(speedrun_file.read_text())
+    print(
+        f"bench/speedrun.py, torch {speedrun['meta']['torch']}, {speedrun['meta']['threads']} thread, "
+        f"fp32 matmul peak that day {speedrun['meta']['peak_gflops']:.0f} GFLOP/s"
+    )
+    print(f"{'row':>10} {'seed':>5} {'ms/step':>8} {'steps':>6} {'train s':>8} {'val (whole)':>12}")
+    for r in speedrun["rows"]:
+        print(
+            f"{r['row']:>10} {r['seed']:>5} {r['step_ms']:8.1f} {r['steps']:6d} {r['seconds']:8.0f} {r['val_whole']:12.4f}"
+        )
+
+# %% [markdown]
+# SPEEDRUN_PROSE
+
+# %% [markdown]
+# ## Summary
+#
+# SUMMARY_PROSE
+#
+# ## Exercises
+#
+# 1. **Where QK-norm pays.** Repeat section 3 with three seeds and a 6-layer model. Does the range of usable
+#    learning rates widen, or only the logits shrink?
+# 2. **Muon's learning rate.** Sweep `muon_lr` over 0.005–0.04 on the `cpu` preset with two seeds. How flat is the
+#    optimum, compared with AdamW's over its learning rate?
+# 3. **The gate.** Replace SwiGLU's SiLU gate with a sigmoid (GLU) and with the identity (a bilinear layer) at
+#    the same width. Which matters: the gate, or its shape?
+# 4. **A new record.** Add one row to `bench/speedrun.py` (a change from modded-nanogpt's history: a logit soft-cap,
+#    value embeddings, a different warmup or cooldown) and measure it on two seeds against the current last row.
