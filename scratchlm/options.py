@@ -126,11 +126,16 @@ def option_fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
     return [(f, hints[f.name]) for f in dataclasses.fields(cls) if f.metadata.get("cli", False)]
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type, *, title: str | None = None) -> None:
-    """Add a flag for every command-line field of dataclass `cls`. Flags default to None ("not given"), so
-    `given_options` can tell what the user set from what a preset or a saved run should decide."""
+def add_arguments(
+    parser: argparse.ArgumentParser, cls: type, *, title: str | None = None, exclude: Sequence[str] = ()
+) -> None:
+    """Add a flag for every command-line field of dataclass `cls` but those named in `exclude` (a command
+    whose own option takes that name). Flags default to None ("not given"), so `given_options` can tell what
+    the user set from what a preset or a saved run should decide."""
     group = parser.add_argument_group(title) if title else parser
     for f, annotation in option_fields(cls):
+        if f.name in exclude:
+            continue
         names = [*f.metadata["flags"], f"--{f.name.replace('_', '-')}"]  # a short spelling shows first
         kind = _base_type(annotation)
         common = dict(dest=f.name, default=None, help=f.metadata["help"])
@@ -146,10 +151,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, title: str | No
             group.add_argument(*names, type=parse, choices=choices, metavar=f.metadata["metavar"], **common)
 
 
-def given_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    """The fields of `cls` whose flags were given on the command line, as {field: value}."""
+def given_options(args: argparse.Namespace, cls: type, exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """The fields of `cls` (but those in `exclude`) whose flags were given on the command line, as {field: value}."""
     values = {}
     for f, _ in option_fields(cls):
+        if f.name in exclude:
+            continue
         value = getattr(args, f.name, None)
         if value is not None:
             values[f.name] = tuple(value) if isinstance(value, list) else value

@@ -42,7 +42,13 @@ EXAMPLES: dict[str, list[str]] = {
         "torchrun --standalone --nproc_per_node=2 -m scratchlm pretrain --data runs/stdlib-r50k --out runs/pt",
     ],
     "ladder": ["python -m scratchlm ladder --table", "python -m scratchlm ladder --seeds 0 1 --out my-ladder.json"],
-    "eval": ["python -m scratchlm eval --ckpt cpu-run"],
+    "eval": ["python -m scratchlm eval --ckpt cpu-run", "python -m scratchlm eval --ckpt out/sft --task-items 100"],
+    "sft": [
+        "python -m scratchlm sft --base cpu-run --data tasks --out out/sft",
+        "python -m scratchlm sft --base cpu-run --data chats.jsonl --lora-rank 8 --lr 3e-3 --out out/sft-lora",
+        "python -m scratchlm sft --resume --out out/sft --max-iters 1200",
+    ],
+    "chat": ["python -m scratchlm chat --ckpt out/sft", 'python -m scratchlm chat --ckpt out/sft --system "Be brief."'],
 }
 
 HEADER = """# The command line
