@@ -60,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
     threads = configure_threads(args.threads)
     device = get_device(args.device)
     saved = checkpoint.load(args.ckpt)
+    if "pretrain" in saved.extra and config.data is None:
+        raise ConfigError(
+            f"{saved.path} was written by pretrain: its data is a folder of prepared shards, not a text; give "
+            "--data NAME|PATH, the text to score it on"
+        )
     model, tokenizer = saved.build_model(device), saved.build_tokenizer()
     trained_on = saved.config if isinstance(saved.config, dict) else {}
     if has_chat_tokens(tokenizer):

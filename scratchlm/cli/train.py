@@ -64,6 +64,11 @@ def config_from_args(
 
 
 def _saved_config(saved: checkpoint.Checkpoint) -> TrainConfig:
+    if "pretrain" in saved.extra:
+        raise CheckpointError(
+            f"{saved.path} was written by pretrain (a run on prepared shards): continue it with "
+            f"`python -m scratchlm pretrain --resume --out {saved.path.parent}`"
+        )
     if not isinstance(saved.config, dict):
         raise CheckpointError(f"{saved.path} holds no training config to resume from")
     try:
