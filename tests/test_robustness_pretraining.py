@@ -6,18 +6,24 @@ All in-process and tiny; the torchrun cases are in test_ddp.py."""
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import scratchlm.checkpoint as checkpoint
+import scratchlm.pretraining.corpora as corpora
+import scratchlm.pretraining.shards as shards_module
 from scratchlm.cli import main
 from scratchlm.errors import DataError
+from scratchlm.pretraining.corpora import EOT_MARKER, open_corpus, split_stream, split_text
 from scratchlm.pretraining.shards import ShardIndex, prepare
-from scratchlm.tokenizers import BPETokenizer
+from scratchlm.tokenizers import BPETokenizer, CharTokenizer
+from scratchlm.tokenizers.base import ENCODE_BATCH_CHARS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -197,3 +203,64 @@ def test_train_and_eval_on_a_pretrain_folder_say_what_it_is(tmp_path, shards, ca
     assert main(["eval", "--ckpt", str(out)]) == 2
     err = one_error_line(capsys)
     assert "written by pretrain" in err and "--data" in err
+
+
+# --- item 9: streaming ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_text_read_in_chunks_is_cut_into_the_same_documents_as_the_whole_text(seed):
+    rng = random.Random(seed)
+    pieces = ["word", " ", "\n", "\n\n", "\n \t\n", "\n\n\n", "\t", EOT_MARKER if seed % 2 else "x", "é", "\r\n"]
+    text = "".join(rng.choice(pieces) for _ in range(3000))
+    for size in (1, 2, 3, 7, 64, 10_000):
+        chunks = [text[i : i + size] for i in range(0, len(text), size)]
+        assert list(split_stream(chunks, by_marker=EOT_MARKER in text)) == list(split_text(text)), size
+
+
+def test_a_text_file_corpus_is_read_lazily_in_chunks(tmp_path, monkeypatch):
+    path = tmp_path / "big.txt"
+    path.write_text("".join(f"paragraph {i}\n\n" for i in range(5000)))
+    monkeypatch.setattr(corpora, "_READ_CHARS", 1000)
+    reads = []
+    original = corpora._read_chunks
+    monkeypatch.setattr(corpora, "_read_chunks", lambda p: (reads.append(len(c)) or c for c in original(p)))
+    documents = open_corpus(path).documents()
+    assert next(documents) == "paragraph 0" and len(reads) == 1  # one chunk read, not the file
+    assert [next(documents) for _ in range(3)] == ["paragraph 1", "paragraph 2", "paragraph 3"]
+    assert list(open_corpus(path).documents()) == list(split_text(path.read_text()))
+
+
+def test_encode_iter_is_lazy_and_gives_the_ids_of_encoding_each_text_and_the_whole_list(corpus):
+    text = corpus.read_text()
+    bpe = BPETokenizer.train(text, 300, progress=False)
+    texts = [text[i : i + 97] for i in range(0, len(text), 97)]
+    for tokenizer in (bpe, CharTokenizer.from_text(text)):
+        whole = tokenizer._encode_ordinary_texts(texts) if tokenizer is bpe else [tokenizer.encode(t) for t in texts]
+        assert list(tokenizer.encode_iter(iter(texts))) == whole
+    consumed = []
+
+    def texts_read() -> Iterator[str]:
+        for t in texts * 10_000:  # far more than fits in one batch
+            consumed.append(t)
+            yield t
+
+    first = next(bpe.encode_iter(texts_read()))
+    assert first == bpe.encode_ordinary(texts[0]) and sum(map(len, consumed)) < 2 * ENCODE_BATCH_CHARS
+
+
+def test_prepare_feeds_its_workers_a_bounded_window():
+    class Pool:
+        def __init__(self):
+            self.submitted = 0
+
+        def apply_async(self, function, args):
+            self.submitted += 1
+            result = function(*args)
+            return type("Done", (), {"get": lambda self: result})()
+
+    pool, read = Pool(), []
+    tasks = (read.append(i) or i for i in range(1000))
+    results = shards_module._in_order(pool, lambda x: x * 2, tasks, window=4)
+    assert [next(results) for _ in range(3)] == [0, 2, 4] and len(read) == 6  # three yielded, three in flight
+    assert list(results) == [2 * i for i in range(3, 1000)]
