@@ -14,7 +14,7 @@ from scratchlm.cli import main
 from scratchlm.training import train
 
 FAST = ["--val-fraction", "0.5", "--cloze-items", "12", "--samples", "2", "--sample-tokens", "30"]
-FAST += ["--induction-batch", "4", "--quiet"]
+FAST += ["--induction-batch", "4", "--no-progress"]
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,7 @@ def test_resume_needs_only_the_folder(tmp_path, text_file, capsys):
 
 def test_train_and_sample_with_a_bpe_tokenizer_file(tmp_path, text_file, capsys):
     tok = str(tmp_path / "tok.bpe")
-    assert main(["tokenizer", "train", "--data", text_file, "--vocab-size", "300", "--out", tok, "--quiet"]) == 0
+    assert main(["tokenizer", "train", "--data", text_file, "--vocab-size", "300", "--out", tok, "--no-progress"]) == 0
     out = str(tmp_path / "run")
     assert main(["train", *SMALL, "--data", text_file, "--tokenizer", tok, "--out", out]) == 0
     ckpt = torch.load(f"{out}/ckpt.pt", weights_only=True)

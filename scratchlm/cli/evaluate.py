@@ -7,7 +7,7 @@ import argparse
 import json
 
 from scratchlm import checkpoint
-from scratchlm.cli.args import positive_int
+from scratchlm.cli.args import add_threads_argument, positive_int
 from scratchlm.data import load_splits
 from scratchlm.errors import ConfigError
 from scratchlm.evaluate.report import EvalConfig, format_card, report_card, write_report
@@ -41,10 +41,10 @@ def register(subparsers) -> None:
         "--out", metavar="DIR", help="folder for report.json and the plots (default: eval/ beside the checkpoint)"
     )
     p.add_argument("--device", help="auto (default), cpu, cuda or mps")
+    add_threads_argument(p)
     p.add_argument(
-        "--threads", type=positive_int, help="CPU threads (default: one less than the CPUs, at least 1, at most 8)"
+        "--progress", action=argparse.BooleanOptionalAction, default=True, help="show progress bars (default: on)"
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--task-items",
         type=positive_int,
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     train_text, val_text = tokenizer.decode(splits.train.tolist()), tokenizer.decode(splits.val.tolist())
-    card = report_card(model, tokenizer, train_text, val_text, config, progress=not args.quiet)
+    card = report_card(model, tokenizer, train_text, val_text, config, progress=args.progress)
     card["checkpoint"] = {"path": str(saved.path), "step": saved.step, "data": data, "val_fraction": val_fraction}
     print(format_card(card))
     written = write_report(card, folder)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from scratchlm import checkpoint
-from scratchlm.cli.args import positive_int
+from scratchlm.cli.args import add_threads_argument
 from scratchlm.errors import CheckpointError, ConfigError, ScratchLMError
 from scratchlm.model import GPTConfig
 from scratchlm.options import add_arguments, given_options
@@ -53,10 +53,10 @@ def register(subparsers) -> None:
         metavar="{" + ",".join(PRESETS) + "}",
         help="starting configuration of model and optimiser (default: gpu on a CUDA or MPS device, else cpu)",
     )
-    p.add_argument("--threads", type=positive_int, help="CPU threads per process (default: SCRATCHLM_THREADS, else "
-                   "one less than the CPUs)")  # fmt: skip
-    add_arguments(p, GPTConfig, title="model")
-    add_arguments(p, TrainConfig, title="training")
+    add_threads_argument(p, per=" per process")
+    cpu = preset("cpu")  # the defaults shown: the cpu preset's (--preset gpu, the default on a GPU, changes some)
+    add_arguments(p, GPTConfig, title="model (defaults shown: the cpu preset's)", defaults=cpu.model)
+    add_arguments(p, TrainConfig, title="training (defaults shown: the cpu preset's)", defaults=cpu)
     add_arguments(p, PretrainConfig, title="pretraining")
     p.set_defaults(func=run)
 

@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from scratchlm.cli.args import positive_int
+from scratchlm.cli.args import add_threads_argument, positive_int
 from scratchlm.errors import ConfigError
 from scratchlm.options import add_arguments, given_options
 from scratchlm.runtime import THREADS_ENV, configure_threads, get_device, run_mode
@@ -62,11 +62,10 @@ def register(subparsers) -> None:
     p.add_argument("--plots", metavar="DIR", help="where --report writes its plots (default: the sweep's folder)")
     p.add_argument("--widths", type=positive_int, nargs="+", metavar="W", help="model widths, replacing the grid's")
     p.add_argument("--budgets", type=_budget, nargs="+", metavar="C", help="compute budgets, replacing the grid's")
-    p.add_argument(
-        "--threads", type=positive_int, help="CPU threads (default: SCRATCHLM_THREADS, else 1: small models)"
-    )
+    add_threads_argument(p, "one")
     p.add_argument("--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
-    add_arguments(p, SweepGrid, title="grid settings (override the grid's)")
+    add_arguments(p, SweepGrid, title="grid settings (override the grid's; defaults shown: the cpu grid's)",
+                  defaults=GRIDS["cpu"])  # fmt: skip
     p.set_defaults(func=run)
 
 
