@@ -68,7 +68,7 @@ def test_sft_reports_the_grown_vocabulary_and_resumes(base, tmp_path, capsys):
         (["--max-iters", "3"], "give the base model's checkpoint"),
         (["--base", "nowhere"], "no checkpoint at nowhere"),
         (["--data", "missing.jsonl"], "no such conversation file: missing.jsonl"),
-        (["--lora-rank", "2", "--weight-decay", "0.1"], "LoRA trains with weight_decay 0"),
+        (["--lora-rank", "2", "--weight-decay", "0.1"], "LoRA trains with --weight-decay 0"),
     ],
 )
 def test_sft_bad_input_is_one_line(base, tmp_path, capsys, argv, message):

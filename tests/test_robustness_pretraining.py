@@ -23,7 +23,7 @@ from scratchlm.errors import DataError
 from scratchlm.pretraining.corpora import EOT_MARKER, open_corpus, split_stream, split_text
 from scratchlm.pretraining.shards import ShardIndex, prepare
 from scratchlm.tokenizers import BPETokenizer, CharTokenizer
-from scratchlm.tokenizers.base import ENCODE_BATCH_CHARS
+from scratchlm.tokenizers.batches import ENCODE_BATCH_CHARS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

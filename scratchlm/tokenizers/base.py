@@ -6,7 +6,6 @@ checkpoint can be loaded with `torch.load(weights_only=True)` and still carry it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 from scratchlm.errors import TokenizerError
@@ -48,20 +47,3 @@ def visible(text: str) -> str:
     table or on a plot's axis; this is how the lessons label characters and tokens.
     """
     return "".join(_VISIBLE.get(c, c) for c in text)
-
-
-ENCODE_BATCH_CHARS = 1 << 20  # texts are encoded in batches of about 1 MB: one chunk table per batch
-
-
-def batches_of_texts(texts: Iterable[str], batch_chars: int = ENCODE_BATCH_CHARS) -> Iterator[list[str]]:
-    """Consecutive texts of `texts` grouped into lists of about `batch_chars` characters (a longer text is a
-    batch of its own), read lazily: what `encode_iter` holds in memory at once."""
-    batch, size = [], 0
-    for text in texts:
-        batch.append(text)
-        size += len(text)
-        if size >= batch_chars:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch

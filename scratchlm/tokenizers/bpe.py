@@ -34,7 +34,7 @@ from scratchlm.downloads import fetch
 from scratchlm.errors import TokenizerError
 from scratchlm.options import is_int
 from scratchlm.tokenizers import bpe_files, hf_files
-from scratchlm.tokenizers.base import batches_of_texts
+from scratchlm.tokenizers.batches import batches_of_texts
 from scratchlm.tokenizers.bpe_ranks import merge_chunk, recover_merges
 from scratchlm.tokenizers.bpe_train import learn_merges
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from scratchlm.errors import TokenizerError
 from scratchlm.files import atomic_write
-from scratchlm.tokenizers.base import batches_of_texts
+from scratchlm.tokenizers.batches import batches_of_texts
 
 FORMAT = "scratchlm-char-tokenizer"
 VERSION = 1
