@@ -264,3 +264,35 @@ def test_prepare_feeds_its_workers_a_bounded_window():
     results = shards_module._in_order(pool, lambda x: x * 2, tasks, window=4)
     assert [next(results) for _ in range(3)] == [0, 2, 4] and len(read) == 6  # three yielded, three in flight
     assert list(results) == [2 * i for i in range(3, 1000)]
+
+
+# --- item 5: eval's absurd sizes -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("eval")
+    data = folder / "tiny.txt"
+    data.write_text("".join(f"To be, or not to be: line {i}.\n" for i in range(200)), encoding="utf-8")
+    argv = ["train", "--preset", "smoke", "--max-iters", "1", "--eval-iters", "1", "--no-progress"]
+    assert main([*argv, "--data", str(data), "--out", str(folder / "run")]) == 0
+    return folder / "run"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--bins", str(10**12)], "is more than the 200,000 tokens scored"),
+        (["--bins", str(10**12), "--max-tokens", str(10**13)], "confidence bins needs at least"),
+        (["--samples", str(10**12)], "samples of 200 tokens needs at least"),
+        (["--sample-tokens", str(10**13)], "needs at least"),
+        (["--induction-batch", str(10**12)], "induction sequences needs at least"),
+        (["--novelty-n", str(10**12)], "is longer than a sample of 200 tokens can be"),
+        (["--seed", str(2**64)], "seed must be in [0, 2**64)"),
+    ],
+)
+def test_eval_refuses_absurd_sizes_before_anything_runs(flags, message, trained, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["eval", "--ckpt", str(trained), "--out", str(tmp_path / "eval"), "--no-progress", *flags]) == 2
+    assert message in one_error_line(capsys)
+    assert not (tmp_path / "eval").exists()

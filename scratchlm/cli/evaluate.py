@@ -10,7 +10,7 @@ from scratchlm import checkpoint
 from scratchlm.cli.args import add_threads_argument, positive_int
 from scratchlm.data import load_splits
 from scratchlm.errors import ConfigError
-from scratchlm.evaluate.report import EvalConfig, format_card, report_card, write_report
+from scratchlm.evaluate.report import EvalConfig, check_sizes, format_card, report_card, write_report
 from scratchlm.files import atomic_write, output_folder
 from scratchlm.options import add_arguments, given_options
 from scratchlm.posttraining.chat import has_chat_tokens
@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             "--data NAME|PATH, the text to score it on"
         )
     model, tokenizer = saved.build_model(device), saved.build_tokenizer()
+    check_sizes(config, model.config, tokenizer, device)  # before minutes of work
     trained_on = saved.config if isinstance(saved.config, dict) else {}
     if has_chat_tokens(tokenizer):
         folder = output_folder(args.out or saved.path.parent / "eval", "report folder")
