@@ -183,6 +183,18 @@ def test_a_full_disk_during_a_pretrain_save_says_no_space_left(tmp_path, shards,
     assert sorted(p.name for p in out.iterdir()) == [".lock", "metrics.jsonl"]  # no temporary file left
 
 
+def test_a_full_disk_during_a_sweep_save_says_no_space_left(tmp_path, corpus, monkeypatch, capsys):
+    def disk_full(obj, f):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 92224 vs 92112")
+
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10, 10, 0))
+    argv = ["sweep", "--grid", "smoke", "--data", str(corpus), "--widths", "16", "--budgets", "4e8", "--depth", "1",
+            "--no-progress"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "sweep")]) == 2
+    assert "No space left on device" in one_error_line(capsys)
+
+
 def test_pretrain_resume_on_another_corpus_is_refused(tmp_path, corpus, shards, capsys):
     out = tmp_path / "run"
     assert main(["pretrain", "--data", str(shards), "--out", str(out), *MODEL, "--max-iters", "2"]) == 0

@@ -451,7 +451,7 @@ def test_cli_report_prints_the_fitted_constants_and_writes_the_plots(tmp_path, c
     "argv, message",
     [
         (["--grid", "laptop"], "unknown grid"),
-        (["--grid", "smoke", "--widths", "20"], "multiples of head_size"),
+        (["--grid", "smoke", "--widths", "20"], "multiples of --head-size"),
         (["--grid", "smoke", "--budgets", "-1"], "positive number of FLOPs"),
         (["--report", "EMPTY"], "no finished runs"),
     ],
