@@ -379,6 +379,24 @@ class BPETokenizer:
         tokenizer._merges = [(pair, 256 + k) for k, pair in enumerate(found.merges)]
         return tokenizer
 
+    def save_hf_files(self, folder: str | Path) -> None:
+        """Write Hugging Face's `tokenizer.json` and GPT-2's `vocab.json` + `merges.txt` into `folder`, which the
+        `tokenizers` library (and `from_hf_files`) read with this tokenizer's ids.
+
+        Hugging Face's ByteLevel pre-tokenizer splits with GPT-2's regex or not at all, so only a tokenizer with
+        `GPT2_SPLIT_PATTERN` or no pattern can be written (vocab.json + merges.txt name no pre-tokenizer: readers
+        assume GPT-2's split); like `to_dict`, ids 0..255 must be the single bytes.
+        """
+        if self.pattern not in (GPT2_SPLIT_PATTERN, None):
+            raise TokenizerError(
+                "Hugging Face's byte-level files split with GPT-2's pattern or not at all; this tokenizer's pattern "
+                f"{self.pattern[:40]!r}... cannot be written (train with GPT2_SPLIT_PATTERN or pattern=None)"
+            )
+        self.to_dict()  # refuses vocabularies whose ids 0..255 are not the bytes or whose merges skip ids
+        merges = [pair for pair, _ in self.merges]
+        pairs = hf_files.HFBytePairs(self.ranks, self.pattern is not None, self.special_tokens, merges)
+        hf_files.write_hf_files(folder, pairs)
+
     @classmethod
     def from_pretrained(cls, name: str) -> BPETokenizer:
         """GPT-2's ("r50k_base") or GPT-4's ("cl100k_base") tokenizer, fetched with `scratchlm.downloads.fetch`."""
