@@ -54,6 +54,13 @@ def to_hf(model: GPT) -> GPT2LMHeadModel:
     """A `GPT2LMHeadModel` computing the same function as `model` (float32, in eval mode)."""
     transformers = _transformers()
     c = model.config
+    modern = {"norm": "layernorm", "mlp": "gelu", "qk_norm": False, "tie_embeddings": True, "norm_eps": 1e-5}
+    not_gpt2 = [f"{name}={getattr(c, name)!r}" for name, value in modern.items() if getattr(c, name) != value]
+    if not_gpt2:
+        raise ConfigError(
+            f"GPT-2 has {', '.join(f'{k}={v!r}' for k, v in modern.items())}; a model with {', '.join(not_gpt2)} "
+            "cannot be converted to GPT2LMHeadModel"
+        )
     if not c.bias:
         raise ConfigError("GPT-2 has biases in every Linear and LayerNorm; only bias=True models convert")
     if c.pos_embedding != "learned":
