@@ -297,7 +297,7 @@ def test_ladder_refuses_a_folder_or_a_file_of_another_budget_before_training(tmp
     _existing(out, SMOKE.to_dict(), "gpt")
     before = out.read_bytes()
     assert main(["ladder", "--budget", "smoke", "--max-iters", "3", "--out", str(out)]) == 2
-    assert "another budget (they differ in max_iters)" in capsys.readouterr().err
+    assert "another budget (they differ in --max-iters)" in capsys.readouterr().err
     broken = tmp_path / "broken.json"
     broken.write_bytes(b"\xff not json")
     assert main(["ladder", "--budget", "smoke", "--out", str(broken)]) == 2
