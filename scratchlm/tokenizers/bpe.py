@@ -23,7 +23,7 @@ character), so `decode` replaces invalid bytes with U+FFFD "\ufffd"; `decode_byt
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +34,7 @@ from scratchlm.downloads import fetch
 from scratchlm.errors import TokenizerError
 from scratchlm.options import is_int
 from scratchlm.tokenizers import bpe_files, hf_files
+from scratchlm.tokenizers.batches import batches_of_texts
 from scratchlm.tokenizers.bpe_ranks import merge_chunk, recover_merges
 from scratchlm.tokenizers.bpe_train import learn_merges
 
@@ -168,6 +169,17 @@ class BPETokenizer:
         that text, so `decode(encode_ordinary(text)) == text` holds whenever this returns.
         """
         return self._encode_ordinary_texts([text])[0]
+
+    def encode_iter(self, texts: Iterable[str]) -> Iterator[list[int]]:
+        """The ids of each text of `texts` (as `encode_ordinary` gives them), read and encoded lazily in batches of
+        about 1 MB that share one table of encoded chunks: a corpus of any size in bounded memory, the same ids
+        as encoding the whole list at once.
+
+            for ids in tokenizer.encode_iter(open("corpus.txt")):   # line by line, never the whole file
+                ...
+        """
+        for batch in batches_of_texts(texts):
+            yield from self._encode_ordinary_texts(batch)
 
     def _encode_ordinary_texts(self, texts: list[str]) -> list[list[int]]:
         """Encode several texts sharing one table of encoded chunks (the pieces between special tokens)."""
