@@ -124,6 +124,7 @@ def test_wilson_interval_matches_hand_values():
     low, high = wilson_interval(5, 10)
     assert low == pytest.approx(0.2366, abs=1e-4) and high == pytest.approx(0.7634, abs=1e-4)
     assert wilson_interval(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))  # never below 0, unlike p ± 1.96 se
+    assert all(wilson_interval(n, n)[1] == 1.0 for n in range(1, 300))  # regression: 100/100 had an upper 1 - 1e-16
     with pytest.raises(ConfigError):
         wilson_interval(3, 0)
 
