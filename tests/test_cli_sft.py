@@ -68,7 +68,7 @@ def test_sft_reports_the_grown_vocabulary_and_resumes(base, tmp_path, capsys):
         (["--max-iters", "3"], "give the base model's checkpoint"),
         (["--base", "nowhere"], "no checkpoint at nowhere"),
         (["--data", "missing.jsonl"], "no such conversation file: missing.jsonl"),
-        (["--lora-rank", "2", "--weight-decay", "0.1"], "LoRA trains with weight_decay 0"),
+        (["--lora-rank", "2", "--weight-decay", "0.1"], "LoRA trains with --weight-decay 0"),
     ],
 )
 def test_sft_bad_input_is_one_line(base, tmp_path, capsys, argv, message):
@@ -126,7 +126,7 @@ def test_chat_in_a_subprocess_ends_cleanly_at_end_of_input(tuned):
 
 def test_eval_reports_task_accuracy_of_a_chat_checkpoint(tuned, tmp_path, capsys):
     out = tmp_path / "report"
-    assert main(["eval", "--ckpt", tuned, "--out", str(out), "--task-items", "3", "--quiet"]) == 0
+    assert main(["eval", "--ckpt", tuned, "--out", str(out), "--task-items", "3", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "task accuracy" in printed and "reverse" in printed and "/3)" in printed
     report = json.loads((out / "tasks.json").read_text())

@@ -297,9 +297,17 @@ def test_ladder_refuses_a_folder_or_a_file_of_another_budget_before_training(tmp
     _existing(out, SMOKE.to_dict(), "gpt")
     before = out.read_bytes()
     assert main(["ladder", "--budget", "smoke", "--max-iters", "3", "--out", str(out)]) == 2
-    assert "another budget (they differ in max_iters)" in capsys.readouterr().err
+    assert "another budget (they differ in --max-iters)" in capsys.readouterr().err
     broken = tmp_path / "broken.json"
     broken.write_bytes(b"\xff not json")
     assert main(["ladder", "--budget", "smoke", "--out", str(broken)]) == 2
     assert "not a ladder results file" in capsys.readouterr().err
     assert fake.calls == 0 and out.read_bytes() == before and broken.read_bytes() == b"\xff not json"
+
+
+def test_ladder_refuses_a_width_that_cannot_fit_before_training(tmp_path, fake_rungs, capsys):
+    fake = fake_rungs()
+    argv = ["ladder", "--budget", "smoke", "--rungs", "gpt", "--n-embd", str(2**20), "--n-head", "4"]
+    assert main([*argv, "--out", str(tmp_path / "l.json")]) == 2
+    assert "training rung 'gpt' needs at least" in capsys.readouterr().err
+    assert fake.calls == 0 and not (tmp_path / "l.json").exists()

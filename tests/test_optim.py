@@ -207,6 +207,16 @@ def test_an_untied_head_stays_with_adamw_and_gqa_splits_q_k_v_unevenly():
     assert hidden[0].blocks == (16, 8, 8)  # 4 query heads, 2 key and 2 value heads of 4 channels
 
 
+def test_the_llama_block_s_fused_gate_and_up_are_two_matrices_and_its_gains_stay_with_adamw():
+    model = _gpt(arch="llama", qk_norm=True)
+    hidden, rest = split_parameters(model)
+    hidden_size = model.transformer.h[0].mlp.c_proj.in_features
+    assert [h.blocks for h in hidden][:4] == [(16, 16, 16), None, (hidden_size, hidden_size), None]
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(p.dim() == 1 for p in rest if names[id(p)] not in ("transformer.wte.weight", "lm_head.weight"))
+    assert {"transformer.wte.weight", "lm_head.weight"} <= {names[id(p)] for p in rest}  # untied: both AdamW's
+
+
 def test_make_optimizer_pairs_muon_and_adamw_on_one_schedule():
     model = _gpt()
     config = TrainConfig(optimizer="muon", learning_rate=2e-3, min_lr=0.0, muon_lr=0.04, muon_momentum=0.9)
@@ -288,8 +298,8 @@ def test_cli_trains_with_muon(tmp_path, text_file, capsys):
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        (["--optimizer", "muon", "--muon-lr", "-0.1"], "muon_lr must be positive and finite, got -0.1"),
-        (["--muon-momentum", "1"], "muon_momentum must be in [0, 1), got 1.0"),
+        (["--optimizer", "muon", "--muon-lr", "-0.1"], "--muon-lr must be positive and finite, got -0.1"),
+        (["--muon-momentum", "1"], "--muon-momentum must be in [0, 1), got 1.0"),
         (["--optimizer", "sgd"], "argument --optimizer: invalid choice: 'sgd' (choose from 'adamw', 'muon')"),
     ],
 )

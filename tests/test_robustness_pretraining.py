@@ -6,18 +6,24 @@ All in-process and tiny; the torchrun cases are in test_ddp.py."""
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import scratchlm.checkpoint as checkpoint
+import scratchlm.pretraining.corpora as corpora
+import scratchlm.pretraining.shards as shards_module
 from scratchlm.cli import main
 from scratchlm.errors import DataError
+from scratchlm.pretraining.corpora import EOT_MARKER, open_corpus, split_stream, split_text
 from scratchlm.pretraining.shards import ShardIndex, prepare
-from scratchlm.tokenizers import BPETokenizer
+from scratchlm.tokenizers import BPETokenizer, CharTokenizer
+from scratchlm.tokenizers.batches import ENCODE_BATCH_CHARS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -177,6 +183,18 @@ def test_a_full_disk_during_a_pretrain_save_says_no_space_left(tmp_path, shards,
     assert sorted(p.name for p in out.iterdir()) == [".lock", "metrics.jsonl"]  # no temporary file left
 
 
+def test_a_full_disk_during_a_sweep_save_says_no_space_left(tmp_path, corpus, monkeypatch, capsys):
+    def disk_full(obj, f):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 92224 vs 92112")
+
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10, 10, 0))
+    argv = ["sweep", "--grid", "smoke", "--data", str(corpus), "--widths", "16", "--budgets", "4e8", "--depth", "1",
+            "--no-progress"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "sweep")]) == 2
+    assert "No space left on device" in one_error_line(capsys)
+
+
 def test_pretrain_resume_on_another_corpus_is_refused(tmp_path, corpus, shards, capsys):
     out = tmp_path / "run"
     assert main(["pretrain", "--data", str(shards), "--out", str(out), *MODEL, "--max-iters", "2"]) == 0
@@ -197,3 +215,96 @@ def test_train_and_eval_on_a_pretrain_folder_say_what_it_is(tmp_path, shards, ca
     assert main(["eval", "--ckpt", str(out)]) == 2
     err = one_error_line(capsys)
     assert "written by pretrain" in err and "--data" in err
+
+
+# --- item 9: streaming ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_text_read_in_chunks_is_cut_into_the_same_documents_as_the_whole_text(seed):
+    rng = random.Random(seed)
+    pieces = ["word", " ", "\n", "\n\n", "\n \t\n", "\n\n\n", "\t", EOT_MARKER if seed % 2 else "x", "é", "\r\n"]
+    text = "".join(rng.choice(pieces) for _ in range(3000))
+    for size in (1, 2, 3, 7, 64, 10_000):
+        chunks = [text[i : i + size] for i in range(0, len(text), size)]
+        assert list(split_stream(chunks, by_marker=EOT_MARKER in text)) == list(split_text(text)), size
+
+
+def test_a_text_file_corpus_is_read_lazily_in_chunks(tmp_path, monkeypatch):
+    path = tmp_path / "big.txt"
+    path.write_text("".join(f"paragraph {i}\n\n" for i in range(5000)))
+    monkeypatch.setattr(corpora, "_READ_CHARS", 1000)
+    reads = []
+    original = corpora._read_chunks
+    monkeypatch.setattr(corpora, "_read_chunks", lambda p: (reads.append(len(c)) or c for c in original(p)))
+    documents = open_corpus(path).documents()
+    assert next(documents) == "paragraph 0" and len(reads) == 1  # one chunk read, not the file
+    assert [next(documents) for _ in range(3)] == ["paragraph 1", "paragraph 2", "paragraph 3"]
+    assert list(open_corpus(path).documents()) == list(split_text(path.read_text()))
+
+
+def test_encode_iter_is_lazy_and_gives_the_ids_of_encoding_each_text_and_the_whole_list(corpus):
+    text = corpus.read_text()
+    bpe = BPETokenizer.train(text, 300, progress=False)
+    texts = [text[i : i + 97] for i in range(0, len(text), 97)]
+    for tokenizer in (bpe, CharTokenizer.from_text(text)):
+        whole = tokenizer._encode_ordinary_texts(texts) if tokenizer is bpe else [tokenizer.encode(t) for t in texts]
+        assert list(tokenizer.encode_iter(iter(texts))) == whole
+    consumed = []
+
+    def texts_read() -> Iterator[str]:
+        for t in texts * 10_000:  # far more than fits in one batch
+            consumed.append(t)
+            yield t
+
+    first = next(bpe.encode_iter(texts_read()))
+    assert first == bpe.encode_ordinary(texts[0]) and sum(map(len, consumed)) < 2 * ENCODE_BATCH_CHARS
+
+
+def test_prepare_feeds_its_workers_a_bounded_window():
+    class Pool:
+        def __init__(self):
+            self.submitted = 0
+
+        def apply_async(self, function, args):
+            self.submitted += 1
+            result = function(*args)
+            return type("Done", (), {"get": lambda self: result})()
+
+    pool, read = Pool(), []
+    tasks = (read.append(i) or i for i in range(1000))
+    results = shards_module._in_order(pool, lambda x: x * 2, tasks, window=4)
+    assert [next(results) for _ in range(3)] == [0, 2, 4] and len(read) == 6  # three yielded, three in flight
+    assert list(results) == [2 * i for i in range(3, 1000)]
+
+
+# --- item 5: eval's absurd sizes -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("eval")
+    data = folder / "tiny.txt"
+    data.write_text("".join(f"To be, or not to be: line {i}.\n" for i in range(200)), encoding="utf-8")
+    argv = ["train", "--preset", "smoke", "--max-iters", "1", "--eval-iters", "1", "--no-progress"]
+    assert main([*argv, "--data", str(data), "--out", str(folder / "run")]) == 0
+    return folder / "run"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--bins", str(10**12)], "is more than the 200,000 tokens scored"),
+        (["--bins", str(10**12), "--max-tokens", str(10**13)], "confidence bins needs at least"),
+        (["--samples", str(10**12)], "samples of 200 tokens needs at least"),
+        (["--sample-tokens", str(10**13)], "needs at least"),
+        (["--induction-batch", str(10**12)], "induction sequences needs at least"),
+        (["--novelty-n", str(10**12)], "is longer than a sample of 200 tokens can be"),
+        (["--seed", str(2**64)], "seed must be in [0, 2**64)"),
+    ],
+)
+def test_eval_refuses_absurd_sizes_before_anything_runs(flags, message, trained, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["eval", "--ckpt", str(trained), "--out", str(tmp_path / "eval"), "--no-progress", *flags]) == 2
+    assert message in one_error_line(capsys)
+    assert not (tmp_path / "eval").exists()

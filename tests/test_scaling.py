@@ -350,6 +350,10 @@ def test_a_grid_that_leaves_no_point_or_cannot_fit_is_refused_before_training(ti
         run_sweep(tiny_grid.replace(min_steps=100_000), tmp_path, progress=False)
     with pytest.raises(ConfigError, match="the sweep's largest model needs at least"):
         run_sweep(tiny_grid.replace(widths=(16 * 2**16,), min_steps=0), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="the sweep's largest model needs at least"):  # at once, no model built
+        run_sweep(tiny_grid.replace(depth=10**7), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match=r"add up to 1e\+30 training FLOPs.*lower --budgets"):
+        run_sweep(tiny_grid.replace(budgets=(1e30,), widths=(16,)), tmp_path, progress=False)
     assert not (tmp_path / GRID_FILENAME).exists()
 
 
@@ -447,7 +451,7 @@ def test_cli_report_prints_the_fitted_constants_and_writes_the_plots(tmp_path, c
     "argv, message",
     [
         (["--grid", "laptop"], "unknown grid"),
-        (["--grid", "smoke", "--widths", "20"], "multiples of head_size"),
+        (["--grid", "smoke", "--widths", "20"], "multiples of --head-size"),
         (["--grid", "smoke", "--budgets", "-1"], "positive number of FLOPs"),
         (["--report", "EMPTY"], "no finished runs"),
     ],

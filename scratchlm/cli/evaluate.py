@@ -7,10 +7,10 @@ import argparse
 import json
 
 from scratchlm import checkpoint
-from scratchlm.cli.args import positive_int
+from scratchlm.cli.args import add_threads_argument, positive_int
 from scratchlm.data import load_splits
 from scratchlm.errors import ConfigError
-from scratchlm.evaluate.report import EvalConfig, format_card, report_card, write_report
+from scratchlm.evaluate.report import EvalConfig, check_sizes, format_card, report_card, write_report
 from scratchlm.files import atomic_write, output_folder
 from scratchlm.options import add_arguments, given_options
 from scratchlm.posttraining.chat import has_chat_tokens
@@ -41,10 +41,10 @@ def register(subparsers) -> None:
         "--out", metavar="DIR", help="folder for report.json and the plots (default: eval/ beside the checkpoint)"
     )
     p.add_argument("--device", help="auto (default), cpu, cuda or mps")
+    add_threads_argument(p)
     p.add_argument(
-        "--threads", type=positive_int, help="CPU threads (default: one less than the CPUs, at least 1, at most 8)"
+        "--progress", action=argparse.BooleanOptionalAction, default=True, help="show progress bars (default: on)"
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--task-items",
         type=positive_int,
@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             "--data NAME|PATH, the text to score it on"
         )
     model, tokenizer = saved.build_model(device), saved.build_tokenizer()
+    check_sizes(config, model.config, tokenizer, device)  # before minutes of work
     trained_on = saved.config if isinstance(saved.config, dict) else {}
     if has_chat_tokens(tokenizer):
         folder = output_folder(args.out or saved.path.parent / "eval", "report folder")
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     train_text, val_text = tokenizer.decode(splits.train.tolist()), tokenizer.decode(splits.val.tolist())
-    card = report_card(model, tokenizer, train_text, val_text, config, progress=not args.quiet)
+    card = report_card(model, tokenizer, train_text, val_text, config, progress=args.progress)
     card["checkpoint"] = {"path": str(saved.path), "step": saved.step, "data": data, "val_fraction": val_fraction}
     print(format_card(card))
     written = write_report(card, folder)

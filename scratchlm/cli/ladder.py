@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from scratchlm.cli.args import positive_int
+from scratchlm.cli.args import add_threads_argument
 from scratchlm.errors import ConfigError
 from scratchlm.files import check_writable
 from scratchlm.ladder import (
@@ -70,7 +70,7 @@ def register(subparsers) -> None:
         "--table", action="store_true", help="train nothing: print the table of --out (or the committed file)"
     )
     p.add_argument("--plot", metavar="PNG", help="also draw the plot into this image file")
-    p.add_argument("--threads", type=positive_int, help=f"CPU threads (default: {THREADS_ENV}, else 1)")
+    add_threads_argument(p, "one")
     p.add_argument("--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     add_arguments(p, LadderBudget, title="budget settings (override the budget's)")
     p.set_defaults(func=run)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from scratchlm import checkpoint
-from scratchlm.cli.args import positive_int
+from scratchlm.cli.args import add_threads_argument
 from scratchlm.errors import CheckpointError, ScratchLMError
 from scratchlm.options import add_arguments, given_options
 from scratchlm.posttraining.scoring import answer
@@ -36,9 +36,7 @@ def register(subparsers) -> None:
             "--lora-rank R trains low-rank adapters (merged into the saved weights) instead of every weight."
         ),
     )
-    p.add_argument(
-        "--threads", type=positive_int, help="CPU threads (default: one less than the CPUs, at least 1, at most 8)"
-    )
+    add_threads_argument(p)
     add_arguments(p, SFTConfig, title="fine-tuning")
     add_arguments(p, TrainConfig, title="training", exclude=NOT_TRAINING_FLAGS)
     p.set_defaults(func=run)

@@ -10,7 +10,8 @@ The rule reads modules, not names, so it holds for any model: a `nn.Linear` whos
 is the head, and a weight shared with an `nn.Embedding` is an embedding. Fused projections are recognised by
 shape, not type: a module with `c_attn`, `n_head`, `n_kv_head` and `head_size` attributes (the GPT's
 `CausalSelfAttention`) holds [q | k | v] in `c_attn`, and its weight gets the row `blocks` (H D, H_kv D, H_kv D)
-that `Muon` orthogonalises one by one.
+that `Muon` orthogonalises one by one; a module whose `c_fc` Linear is twice as wide as its `c_proj` reads (the
+SwiGLU MLP) holds [gate | up], blocks (h, h).
 """
 
 from __future__ import annotations
@@ -33,12 +34,16 @@ class HiddenMatrix:
 
 
 def _fused_blocks(model: nn.Module) -> dict[int, tuple[int, ...]]:
-    """{id(c_attn weight): (H D, H_kv D, H_kv D)} for every attention module that fuses q, k and v."""
+    """{id(weight): row blocks} for every fused projection: (H D, H_kv D, H_kv D) for an attention module's
+    [q | k | v], (h, h) for a gated MLP's [gate | up] (a `c_fc` twice as wide as its `c_proj` reads)."""
     blocks = {}
     for module in model.modules():
         if all(hasattr(module, a) for a in ("c_attn", "n_head", "n_kv_head", "head_size")):
             q, kv = module.n_head * module.head_size, module.n_kv_head * module.head_size
             blocks[id(module.c_attn.weight)] = (q, kv, kv)
+        fc, proj = getattr(module, "c_fc", None), getattr(module, "c_proj", None)
+        if isinstance(fc, nn.Linear) and isinstance(proj, nn.Linear) and fc.out_features == 2 * proj.in_features:
+            blocks[id(fc.weight)] = (proj.in_features, proj.in_features)
     return blocks
 
 

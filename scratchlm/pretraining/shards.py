@@ -36,6 +36,7 @@ Different input in a DIR that holds shards is refused unless overwrite=True.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import multiprocessing
@@ -102,29 +103,55 @@ def goes_to_val(position: int, seed: int, val_fraction: float) -> bool:
 
 def _val_rule(n_docs: int, seed: int, val_fraction: float):
     """`goes_to_val`, except that each split gets at least one document: if the draw gives val none, the last
-    document goes there; if it gives train none, the first stays in train."""
-    drawn = [goes_to_val(i, seed, val_fraction) for i in range(n_docs)]
-    if not any(drawn):
-        drawn[-1] = True
-    if all(drawn):
-        drawn[0] = False
-    return drawn.__getitem__
+    document goes there; if it gives train none, the first stays in train. Nothing is stored per document (the
+    searches below stop at the first document of each kind), so the rule costs the same for any corpus size."""
+    any_val = any(goes_to_val(i, seed, val_fraction) for i in range(n_docs))
+    any_train = not all(goes_to_val(i, seed, val_fraction) for i in range(n_docs))
+
+    def rule(position: int) -> bool:
+        if not any_val and position == n_docs - 1:
+            return True
+        if not any_train and position == 0:
+            return False
+        return goes_to_val(position, seed, val_fraction)
+
+    return rule
+
+
+def _in_order(pool: Any, function: Any, tasks: Iterator[Any], window: int) -> Iterator[Any]:
+    """`pool.imap(function, tasks)` with at most `window` tasks read ahead: imap's feeder thread reads every task
+    at once, so a corpus larger than memory would be pulled into it while the workers are still busy."""
+    pending: collections.deque = collections.deque()
+    for task in tasks:
+        pending.append(pool.apply_async(function, (task,)))
+        if len(pending) >= window:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
 
 
 # --- workers: each holds one tokenizer, rebuilt from its dict once -------------------------------------------
 
-_worker_encode = None
+_worker_tokenizer = None
 
 
 _worker_dtype = None
 
 
 def _init_worker(tokenizer_state: dict[str, Any], dtype: str) -> None:
-    global _worker_encode, _worker_dtype
+    global _worker_tokenizer, _worker_dtype
     from scratchlm.tokenizers import tokenizer_from_dict
 
-    _worker_encode = _encoder(tokenizer_from_dict(tokenizer_state))
+    _worker_tokenizer = tokenizer_from_dict(tokenizer_state)
     _worker_dtype = np.dtype(dtype)
+
+
+def _encode_documents(tokenizer: Any, documents: list[str]) -> list[list[int]]:
+    """The ids of each document as plain text: `encode_iter` (one chunk table for the batch) where the tokenizer
+    has it, else `encode_ordinary` or `encode` document by document."""
+    if hasattr(tokenizer, "encode_iter"):
+        return list(tokenizer.encode_iter(documents))
+    return list(map(_encoder(tokenizer), documents))
 
 
 def _utf8_len(text: str) -> int:
@@ -134,7 +161,8 @@ def _utf8_len(text: str) -> int:
 def _encode_batch(documents: list[str]) -> list[tuple[int, np.ndarray]]:
     """(UTF-8 bytes, ids) of each document: the main process needs only these, not the text back. The ids come
     back as a compact array (2 or 4 bytes an id to pickle, not a Python int each)."""
-    return [(_utf8_len(doc), np.asarray(_worker_encode(doc), dtype=_worker_dtype)) for doc in documents]
+    encoded = _encode_documents(_worker_tokenizer, documents)
+    return [(_utf8_len(doc), np.asarray(ids, dtype=_worker_dtype)) for doc, ids in zip(documents, encoded, strict=True)]
 
 
 def _batches(documents: Iterator[str]) -> Iterator[list[str]]:
@@ -315,7 +343,6 @@ def prepare(
 
         writers = {split: _ShardWriter(out_dir, split, dtype, shard_tokens) for split in SPLITS}
         in_val = _val_rule(n_docs, seed, val_fraction)
-        encode = _encoder(tokenizer)
         position = 0
         start = time.perf_counter()
         desc = f"tokenizing ({workers} workers)"
@@ -325,9 +352,12 @@ def prepare(
         try:
             if workers > 1:
                 pool = multiprocessing.get_context().Pool(workers, _init_worker, (tokenizer_state, dtype.name))
-                encoded_batches = pool.imap(_encode_batch, batches)  # in order, whatever finishes first
+                encoded_batches = _in_order(pool, _encode_batch, batches, window=2 * workers)
             else:
-                encoded_batches = ([(_utf8_len(doc), encode(doc)) for doc in batch] for batch in batches)
+                encoded_batches = (
+                    list(zip(map(_utf8_len, batch), _encode_documents(tokenizer, batch), strict=True))
+                    for batch in batches
+                )
             for encoded in encoded_batches:
                 for size, ids in encoded:
                     writer = writers["val" if in_val(position) else "train"]

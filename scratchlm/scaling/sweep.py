@@ -69,6 +69,8 @@ RESULTS_FILENAME = "results.jsonl"
 GRID_FILENAME = "grid.json"
 POINTS_DIRNAME = "points"
 
+MAX_SWEEP_FLOPS = 1e21  # ~12 days of a GPU at 1e15 FLOP/s; the "gpu" grid is about 1e17
+
 _WIDTHS = Rule("a non-empty tuple of positive integers", lambda v: bool(v) and all(is_int(w) and w > 0 for w in v))
 _BUDGETS = Rule(
     "a non-empty tuple of positive FLOP counts", lambda v: bool(v) and all(is_number(c) and 0 < c < math.inf for c in v)
@@ -481,13 +483,21 @@ def run_sweep(
     out = output_folder(out_dir, "sweep folder")
     device = device if device is not None else get_device()
     splits = splits if splits is not None else load_splits(grid.data)
-    points = list(points) if points is not None else grid.points(splits.tokenizer.vocab_size)
+    vocab_size = splits.tokenizer.vocab_size
+    # the largest model by formula first: building even a shapes-only model of an absurd depth takes forever
+    largest = grid.model(max(grid.widths), vocab_size)
+    check_fits(training_bytes(largest, grid.batch_size), device, "the sweep's largest model")
+    points = list(points) if points is not None else grid.points(vocab_size)
     if not points:
         raise ConfigError(
             f"no (width, budget) point of the grid has at least min_steps={grid.min_steps} steps: lower "
             "--min-steps, raise --budgets or choose smaller --widths"
         )
-    check_fits(max(training_bytes(p.model, grid.batch_size) for p in points), device, "the sweep's largest model")
+    if (total := sum(p.flops for p in points)) > MAX_SWEEP_FLOPS:
+        raise ConfigError(
+            f"the grid's points add up to {total:.3g} training FLOPs, more than any one machine does in weeks "
+            f"(limit {MAX_SWEEP_FLOPS:.0e}; a 2-core CPU does about 1e11 FLOP/s): lower --budgets"
+        )
     # one sweep per folder (two would both append the same points), and every check before the first write
     with folder_lock(out):
         finished = {r["key"]: r for r in read_results(out)}

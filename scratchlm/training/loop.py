@@ -159,7 +159,7 @@ class Run:
         if existing and not self.config.overwrite:
             raise OutputError(
                 f"{self.out_dir} already holds a training run ({', '.join(p.name for p in existing)}): resume it "
-                "(resume=True, --resume), start over (overwrite=True, --overwrite) or choose another out_dir"
+                "(resume=True), start over (overwrite=True) or choose another out_dir"
             )
         return existing
 
@@ -457,7 +457,7 @@ def _loop(run: Run, callbacks: Sequence[Callback]) -> None:
                 flush_losses()
                 run.save()
                 raise TrainingInterrupted(
-                    f"stopped at step {run.step}, checkpoint saved in {run.out_dir} (resume=True or --resume continues)"
+                    f"stopped at step {run.step}, checkpoint saved in {run.out_dir} (resume=True continues)"
                 )
             result = train_step(
                 run.forward_model,
