@@ -13,6 +13,13 @@ Each rung adds one thing to the one before it, so the gap between two rungs is w
     tiled-attention       the GPT with lesson 07's tiled online-softmax kernel: the same function, other speed
     rope                  the GPT with rotary position embeddings instead of learned ones (08)
     gqa                   the GPT with n_kv_head < n_head key/value heads (09)
+    rmsnorm               the GPT with RMSNorm instead of LayerNorm (13; each lesson-13 rung is one change to gpt)
+    swiglu                the GPT with a SwiGLU MLP of equal parameters (13)
+    relu2                 the GPT with a ReLU² MLP (13)
+    qk-norm               the GPT with RMS-normalised query and key heads (13)
+    untied                the GPT with an output layer of its own (13)
+    no-bias               the GPT without biases (13)
+    llama                 the GPT as Llama builds it: RMSNorm, SwiGLU, RoPE, no biases, untied (13)
 
 The lesson-02/03 rungs are one layer deep, as those lessons build them; they share `EmbeddedLM`, the frame of
 lesson 02's single-head model (embeddings -> body -> output layer) with the body swapped. Every rung trains
@@ -144,6 +151,19 @@ _LADDER = (
     Rung("rope", "08", "rotary position embeddings", layers="n_layer", changes={"pos_embedding": "rope"}),
     Rung(
         "gqa", "09", "grouped-query attention (n_kv_head < n_head)", layers="n_layer", changes={"n_kv_head": "budget"}
+    ),
+    Rung("rmsnorm", "13", "RMSNorm instead of LayerNorm", layers="n_layer", changes={"norm": "rmsnorm"}),
+    Rung("swiglu", "13", "a SwiGLU MLP at equal parameters", layers="n_layer", changes={"mlp": "swiglu"}),
+    Rung("relu2", "13", "a ReLU² MLP", layers="n_layer", changes={"mlp": "relu2"}),
+    Rung("qk-norm", "13", "RMS-normalised query and key heads", layers="n_layer", changes={"qk_norm": True}),
+    Rung("untied", "13", "an output layer of its own", layers="n_layer", changes={"tie_embeddings": False}),
+    Rung("no-bias", "13", "no biases", layers="n_layer", changes={"bias": False}),
+    Rung(
+        "llama",
+        "13",
+        "the Llama block: RMSNorm, SwiGLU, RoPE, no biases, untied",
+        layers="n_layer",
+        changes={"arch": "llama"},
     ),
 )
 LADDER: dict[str, Rung] = {rung.name: rung for rung in _LADDER}
