@@ -8,7 +8,9 @@ character model with a BPE one. The gap between two rungs is what one component 
     from scratchlm.ladder import RUNGS, run_rung, run_ladder, show_ladder
 
     RUNGS                                        # bigram, one-head, multi-head, +mlp, +residual+layernorm, gpt,
-                                                 # gpt-bpe, tiled-attention, rope, gqa (`rungs` says what each adds)
+                                                 # gpt-bpe, tiled-attention, rope, gqa, and lesson 13's rmsnorm,
+                                                 # swiglu, relu2, qk-norm, untied, no-bias, llama (`rungs` says
+                                                 # what each adds)
     result = run_rung("one-head", seed=0)        # train and score one rung: a dict (bits_per_byte, val_loss,
                                                  # params, seconds, tokens, ...; `run` lists the fields)
     show_ladder(highlight=["one-head"], measured=[result])   # the committed table and plot, this lesson's
