@@ -299,8 +299,8 @@ def max_attention_logit(model: GPT, xb: torch.Tensor) -> float:
     return biggest
 
 
-LRS = pick(smoke=[3e-3, 3e-2], cpu=[3e-3, 1e-2, 3e-2, 6e-2, 1e-1])
-SWEEP_STEPS = pick(smoke=30, cpu=600)
+LRS = pick(smoke=[3e-3, 3e-2], cpu=[3e-3, 1e-2, 3e-2, 1e-1])
+SWEEP_STEPS = pick(smoke=30, cpu=500)
 xb = get_batch(splits.val, 64, 12, generator=torch.Generator().manual_seed(0))[0].to(device)
 sweep = {False: [], True: []}
 for use_qk_norm in (False, True):
@@ -526,26 +526,27 @@ print(
 
 # %%
 from scratchlm.errors import DataError
-from scratchlm.ladder import ladder_table, mean_bits_per_byte, read_ladder, run_rung, show_ladder
+from scratchlm.ladder import mean_bits_per_byte, read_ladder, show_ladder
 
 NEW_RUNGS = ["rmsnorm", "swiglu", "relu2", "qk-norm", "untied", "no-bias", "llama", "muon", "modern"]
-rung = run_rung("modern", seed=0)  # the ladder's budget for this mode
-show_ladder(highlight=NEW_RUNGS, measured=[rung])
-try:
-    committed = [r for r in read_ladder() if r["budget"] == rung["budget"]]
+try:  # the committed results of the ladder's cpu budget (`python -m scratchlm ladder --rungs modern` reruns one)
+    committed = [r for r in read_ladder() if r["budget"] == "cpu"]
 except DataError:  # an installation without the repository's results file
     committed = []
 if committed:
-    print(ladder_table(committed, rungs=["gpt", "rope", *NEW_RUNGS]))
+    show_ladder(highlight=NEW_RUNGS, results=committed)
+    gpt_seeds = [r["bits_per_byte"] for r in committed if r["rung"] == "gpt"]
     gpt_bpb = mean_bits_per_byte(committed, "gpt")
+    print(
+        f"     gpt: {gpt_bpb:.3f} bits per byte ({len(gpt_seeds)} seeds, spread {max(gpt_seeds) - min(gpt_seeds):.3f})"
+    )
     for name in NEW_RUNGS:
         seeds = [r["bits_per_byte"] for r in committed if r["rung"] == name]
         if seeds:
             print(
-                f"{name:>8}: {mean_bits_per_byte(committed, name) - gpt_bpb:+.3f} bits per byte against gpt "
-                f"({len(seeds)} seeds, spread {max(seeds) - min(seeds):.3f})"
+                f"{name:>8}: {mean_bits_per_byte(committed, name):.3f} ({mean_bits_per_byte(committed, name) - gpt_bpb:+.3f} "
+                f"against gpt; {len(seeds)} seed(s), spread {max(seeds) - min(seeds):.3f})"
             )
-print(f"modern, seed 0, measured now: {rung['bits_per_byte']:.4f} bits per byte")
 
 # %% [markdown]
 # LADDER_PROSE

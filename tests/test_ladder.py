@@ -34,6 +34,10 @@ from scratchlm.ladder import (
     write_ladder,
 )
 
+# The module's first test trains every rung on the smoke budget (the `smoke_ladder` fixture, 19 rungs): about
+# two minutes on a free core, more on a shared one, past pytest-timeout's 300 s default for one test.
+pytestmark = pytest.mark.timeout(900)
+
 SMOKE = budget("smoke")
 CHAR_RUNGS = [name for name in RUNGS if get_rung(name).tokenizer == "char"]
 
