@@ -157,13 +157,15 @@ class Block(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         cache: Any = None,
         layer: int = 0,
+        attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x: (B, T, C) -> (B, T, C). rope, cache, layer: passed on to the attention.
+        """x: (B, T, C) -> (B, T, C). rope, cache, layer, attn_mask: passed on to the attention.
 
         The GPT calls every block this way, so a block of one's own (lesson 03 writes several) takes the same
-        arguments: the rotation table for these positions (or None), the KV cache (or None), its index.
+        arguments: the rotation table for these positions (or None), the KV cache (or None), its index, and,
+        only when the caller gave one, the extra attention mask.
         """
-        x = x + self.attn(self.ln_1(x), rope, cache, layer)
+        x = x + self.attn(self.ln_1(x), rope, cache, layer, attn_mask)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -225,7 +227,11 @@ class GPT(nn.Module):
         return cos[start:], sin[start:]
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: Any = None
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: Any = None,
+        attn_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx: (B, T) int64 token ids, T <= block_size; targets: (B, T) ids or None (-1 = ignore).
 
@@ -236,6 +242,13 @@ class GPT(nn.Module):
         cache.length + T - 1, attend to every cached token and causally to each other, and their keys and
         values are appended (cache.length grows by T). With learned positions the last position must stay
         below block_size; RoPE models may run past it when the cache is longer.
+
+        attn_mask: which keys each token may see, on top of the causal mask (it cannot lift it): boolean
+        (True = may attend) or additive float, (T, S) or (B, 1 or n_head, T, S), S = cache.length + T (every
+        key, cached ones included). `scratchlm.attention.document_mask(doc_ids)` packs documents; a key padding
+        mask is `(idx != pad)[:, None, None, :]`. A token that may see no key gets a zero attention output.
+        Positions are not reset per document: with RoPE a packed document's logits equal those of the document
+        alone (only offsets matter), with learned positions they do not.
         """
         batch_size, seq_len = idx.shape
         start = 0 if cache is None else cache.length
@@ -260,8 +273,9 @@ class GPT(nn.Module):
         else:
             rope = self._rope_rows(start, end)
         x = self.transformer.drop(x)
+        mask = () if attn_mask is None else (attn_mask,)  # passed only when given: lessons' blocks take none
         for layer, block in enumerate(self.transformer.h):
-            x = block(x, rope, cache, layer)
+            x = block(x, rope, cache, layer, *mask)
         if cache is not None:
             cache.length = end  # every layer has appended these T tokens' keys and values
         x = self.transformer.ln_f(x)

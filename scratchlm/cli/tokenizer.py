@@ -5,8 +5,9 @@
     python -m scratchlm tokenizer decode --tokenizer runs/bpe.txt 2514 387 11 393
     python -m scratchlm tokenizer info --tokenizer cl100k_base
 
-`--tokenizer` takes a tokenizer file (BPE, or a character tokenizer's JSON) or the name of a published
-vocabulary: r50k_base (GPT-2) or cl100k_base (GPT-4), the same rule as `train --tokenizer`
+`--tokenizer` takes a tokenizer file (BPE, or a character tokenizer's JSON), a Hugging Face byte-level BPE
+(a tokenizer.json, a vocab.json with its merges.txt beside it, or a folder holding either) or the name of a
+published vocabulary: r50k_base (GPT-2) or cl100k_base (GPT-4), the same rule as `train --tokenizer`
 (`scratchlm.tokenizers.load`).
 """
 
@@ -65,7 +66,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_tokenizer_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tokenizer", required=True, help=f"a tokenizer file, or one of: {', '.join(PRETRAINED)}")
+    parser.add_argument(
+        "--tokenizer",
+        required=True,
+        help=f"a tokenizer file (ours or Hugging Face's tokenizer.json, vocab.json or their folder), or one of: "
+        f"{', '.join(PRETRAINED)}",
+    )
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -30,9 +30,10 @@ from typing import Any, Literal
 
 import regex
 
+from scratchlm.downloads import fetch
 from scratchlm.errors import TokenizerError
 from scratchlm.options import is_int
-from scratchlm.tokenizers import bpe_files
+from scratchlm.tokenizers import bpe_files, hf_files
 from scratchlm.tokenizers.bpe_ranks import merge_chunk, recover_merges
 from scratchlm.tokenizers.bpe_train import learn_merges
 
@@ -363,12 +364,26 @@ class BPETokenizer:
             raise TokenizerError(f"{path}: {e}") from None
 
     @classmethod
+    def from_hf_files(cls, path: str | Path) -> BPETokenizer:
+        """A Hugging Face byte-level BPE: a `tokenizer.json`, GPT-2's `vocab.json` (its `merges.txt` beside
+        it), or a folder holding either (`hf_files.read_hf_files`).
+
+        Ids equal the `tokenizers` library's on the same files: Hugging Face's added tokens become special
+        tokens, and since Hugging Face matches them wherever they occur, `encode(text, allowed_special="all")`
+        gives its ids (`encode_ordinary` treats them as text). A file whose ids this class cannot reproduce
+        (a normaliser, a pre-tokenizer other than ByteLevel, ids 0..255 that are not the single bytes, added
+        tokens among the BPE's, ...) raises `TokenizerError` naming what is unsupported.
+        """
+        found = hf_files.read_hf_files(path)
+        tokenizer = cls(found.ranks, GPT2_SPLIT_PATTERN if found.gpt2_split else None, found.special_tokens)
+        tokenizer._merges = [(pair, 256 + k) for k, pair in enumerate(found.merges)]
+        return tokenizer
+
+    @classmethod
     def from_pretrained(cls, name: str) -> BPETokenizer:
-        """GPT-2's ("r50k_base") or GPT-4's ("cl100k_base") tokenizer, fetched with `scratchlm.data.fetch`."""
+        """GPT-2's ("r50k_base") or GPT-4's ("cl100k_base") tokenizer, fetched with `scratchlm.downloads.fetch`."""
         if name not in PRETRAINED:
             raise TokenizerError(f"unknown pretrained tokenizer {name!r}; known: {', '.join(PRETRAINED)}")
-        from scratchlm.data import fetch  # imported here: the data module needs torch, tokenizers do not
-
         pattern, special_tokens = PRETRAINED[name]
         return cls.from_tiktoken_file(fetch(name), pattern, special_tokens)
 

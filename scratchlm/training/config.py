@@ -66,7 +66,8 @@ class TrainConfig:
     )
     tokenizer: str | None = option(
         None,
-        "a tokenizer file or a published vocabulary (r50k_base, cl100k_base); default: characters of the data",
+        "a tokenizer file (ours or Hugging Face's tokenizer.json, vocab.json or their folder) or a published "
+        "vocabulary (r50k_base, cl100k_base); default: characters of the data",
         optional(TEXT),
         metavar="SPEC",
     )
