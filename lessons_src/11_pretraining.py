@@ -186,7 +186,7 @@ else:
     print("no /proc/self/status here: resident memory not measured")
 
 # %% [markdown]
-# On the run recorded here, 20 batches (240 windows) made RSS_MB MB of the 8.8 MB file resident: the kernel maps
+# On the run recorded here, 20 batches (240 windows) made 6.5 MB of the 8.8 MB file resident: the kernel maps
 # the pages around each one touched (fault-around) and reads ahead, so on a file this small most of it ends up
 # mapped. The point is whose memory it is: the operating system's page cache, shared by every process that maps
 # the file and given back under pressure, not a private 35 MB int64 copy in each process, as the tensor above is
@@ -239,8 +239,8 @@ print(f"read + encode the text: {encode_s:.2f} s; open the shards + first batch:
       f"({encode_s / open_s:,.0f}x faster); checking every sha256 as well: {1000 * verify_s:.0f} ms")  # fmt: skip
 
 # %% [markdown]
-# Here: ENC_S s to read and encode 12 MB against OPEN_MS ms to open the shards and read a batch, with the sha256
-# check adding VERIFY_MS ms. The encoding cost grows with the corpus; opening does not (it maps, it does not read).
+# Here: 5.7 s to read and encode 12 MB against 8.0 ms to open the shards and read a batch, and 12 ms to open them
+# with every sha256 checked. The encoding cost grows with the corpus; opening does not (it maps, it does not read).
 #
 # ## 3 · Curation: what a real pipeline leaves out
 #
@@ -424,14 +424,14 @@ assert again.up_to_date  # the same input again: nothing to do
 
 # %% [markdown]
 # With one worker the encoding runs in this process; with two, two processes encode while this one writes. In
-# the run recorded here two workers were *slower* (WORKERS_RATIO): this notebook was executed on a 2-core machine
+# the run recorded here two workers were *slower* (0.84x): this notebook was executed on a 2-core machine
 # with one core reserved for it and the other busy with another job, so the two workers and the main process
 # shared about one core, and paid for pickling their results back to it besides. Parallelism pays only with free
 # cores. Beside it, the benchmark (`bench/prepare_throughput.py`, run holding both cores of the same machine):
 #
 # | | 1 worker | 2 workers | speed-up |
 # | --- | --- | --- | --- |
-# | this notebook (one core, shared) | WORKERS_ONE MB/s | WORKERS_TWO MB/s | WORKERS_RATIO |
+# | this notebook (one core, shared) | 2.72 MB/s | 2.29 MB/s | 0.84x |
 # | benchmark, both cores free (GPT-2's vocabulary) | 4.93 MB/s | 9.23 MB/s | 1.87x |
 #
 # On the machine it is for, a many-core server preparing gigabytes, each worker adds about one core's worth of
@@ -606,15 +606,16 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Over 200 steps the bfloat16 run drifts away from the float32 one: its training loss differs by up to
-# BF16_MAX nats at a step (BF16_MEAN on average over the last 50), and its validation loss ends BF16_VAL apart. The
-# yardstick says how to read that: the float32 run whose weights started one ulp away drifts NUDGE_MAX at most
-# (NUDGE_MEAN over the last 50 steps) and ends NUDGE_VAL apart. A training run amplifies any difference in its
-# arithmetic, and bfloat16's is of the same order as the smallest possible one, so this short run cannot tell
-# them apart. On the trained model of section 9 the precision changes the validation loss by only 0.0001 nats
-# (section 9's last lines): a trained model's predictions are not fragile to rounding.
+# Over 200 steps the bfloat16 run drifts away from the float32 one: its training loss differs by up to 0.17 nats
+# at a step (0.053 on average over the last 50), and its validation loss ends 0.030 nats lower. The yardstick says
+# this is more than chaos amplifying the smallest possible difference: the float32 run whose weights started one
+# ulp away differs by at most 0.024 (0.007 over the last 50 steps) and ends 0.005 apart. So bfloat16 does change
+# the trajectory of a short, high-learning-rate run, about seven times as much as a one-ulp nudge; here it ended
+# slightly *lower*, which one seed cannot call a gain (it is a different path, not a better one; comparing the
+# final losses of several seeds in each precision would). The evaluation of a trained model is another story:
+# section 9 scores the finished model in both precisions, and they differ by 0.0001 nats.
 #
-# Speed is another matter. On this CPU a bfloat16 step took BF16_MS ms against FP32_MS ms in float32 (BF16_RATIO):
+# Speed is another matter. On this CPU a bfloat16 step took 60.4 ms against 58.5 ms in float32 (0.97x):
 # the course's float32 path runs its products through oneDNN kernels chosen for this chip (lesson 04), and
 # autocast adds casts around every product of a model this small. The benchmarks have no bfloat16 figure for
 # this machine. On the hardware it is for, the balance reverses: an H100's tensor cores have a datasheet peak of
@@ -680,11 +681,11 @@ print(f"10 steps: largest loss difference {loss_gap:.1e}, largest weight differe
 assert loss_gap < 1e-4 and weight_gap < 1e-4
 
 # %% [markdown]
-# The same steps, up to the order of floating-point additions: DDP_LOSS apart in loss and DDP_WEIGHT in weights
+# The same steps, up to the order of floating-point additions: 9.5e-7 apart in loss and 6.2e-7 in weights
 # after 10 steps. (The model has no biases here: the key projection's bias has a gradient of exactly zero in exact
 # arithmetic, so in floating point it is pure rounding noise, which Adam normalises into full-size, order-dependent
-# updates; the test suite notes the same.) The 2-process run was slower here, DDP_TWO against DDP_ONE tokens/s
-# (DDP_RATIO): on 2 cores, one of them busy with other work, two processes compete for the CPU and exchange
+# updates; the test suite notes the same.) The 2-process run was slower here, 12,816 against 16,163 tokens/s
+# (0.79x): on 2 cores, one of them busy with other work, two processes compete for the CPU and exchange
 # gradients besides, and a 10-step run is mostly start-up. Beside it, the benchmark (`bench/ddp.py`, holding both
 # cores, the `cpu` preset's model, 100 steps):
 #
@@ -768,7 +769,8 @@ plt.show()
 
 # %% [markdown]
 # The recorded CPU run: 0.66M parameters, 1500 steps of 2,048 tokens (3.07M tokens, 0.98 epoch of the curated
-# training split) in RUN_MIN min on one thread; val loss 7.64 → 3.467 ± 0.014 nats per token on the fixed sample of
+# training split) in 8.4 min on one thread while the machine's other core ran another job (an earlier execution
+# of the same cells took 5.1 min); val loss 7.64 → 3.467 ± 0.014 nats per token on the fixed sample of
 # 640 of the split's 1056 windows, 1.605 bits per byte. Both curves are still falling at the end: the run is
 # limited by compute, not by data. The training curve sits above the validation one early on because each of its
 # points is the mean over the 150 steps before it, while the model was still improving.
@@ -894,7 +896,7 @@ assert ckpt.step == run_config.train.max_iters
 #   library, most of them code-page tables), and validation documents overlapping training; `prepare` lists every
 #   dropped document in the index.
 # - Tokenization parallelises over documents; results are written in order, so the shards do not depend on
-#   the number of workers. It pays only with free cores (WORKERS_RATIO here on one shared core, 1.87x in the
+#   the number of workers. It pays only with free cores (0.84x here on one shared core, 1.87x in the
 #   benchmark on two).
 # - The loader's windows are disjoint across ranks and, together, the batch one process with the global batch
 #   would read; its state (epoch, position) makes a resumed run continue at the exact token, on any number of
@@ -903,9 +905,10 @@ assert ckpt.step == run_config.train.max_iters
 #   gradients once per step (`no_sync` on the other micro-batches), so R processes × b take the steps of one
 #   process × Rb. Every rank holds the whole model and optimizer state; ZeRO and FSDP shard them when it no longer
 #   fits.
-# - bfloat16 autocast moves a trained model's validation loss by 0.0001 nats; over a 200-step run it drifts from
-#   float32 by about as much as a float32 run whose weights started one ulp away. It was slower on this CPU
-#   (BF16_RATIO); its speed is a GPU matter.
+# - bfloat16 autocast moves a trained model's validation loss by 0.0001 nats; a 200-step run in bfloat16 takes a
+#   measurably different path from float32 (0.03 nats apart in validation loss, seven times the drift of a
+#   one-ulp nudge), neither systematically better nor worse on one seed. It was slower on this CPU (0.97x); its
+#   speed is a GPU matter.
 # - The validation loss is measured on the whole validation split (or a fixed random sample with its standard
 #   error), with bits per byte over exactly the bytes scored: 3.470 nats, **1.596 bits per byte** for the CPU run,
 #   above its training loss (3.385 ± 0.016), as held-out text should be.
