@@ -85,7 +85,7 @@ def test_generated_tables_are_recognised_by_their_lines_not_their_name():
     prose = "\n".join(" ".join(_words(12, i)) for i in range(300))
     assert looks_generated(table)[0] and looks_generated("m = {\n" + mapping + "}\n")[0]
     assert not looks_generated(code)[0] and not looks_generated(prose)[0]
-    verdict, figures = looks_generated(table)
+    _, figures = looks_generated(table)
     assert "longest run 256" in figures
     report = curate([code, table, prose], lambda position: False)
     assert report.keep == [True, False, True] and report.dropped[0].reason == "generated"
