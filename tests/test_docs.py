@@ -21,7 +21,7 @@ PAGES = [README, ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").rglob("*.md")
 LESSONS = sorted((ROOT / "lessons_src").glob("[0-9][0-9]_*.py"))
 
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
-CODE_SPAN = re.compile(r"`[^`\n]*`")
+CODE_SPAN = re.compile(r"`[^`]+`")  # may run over a line end
 LINK = re.compile(r"!?\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")  # [text](target) and ![alt](target)
 HTML_SOURCE = re.compile(r"<(?:img|a)\b[^>]*?\b(?:src|href)=\"([^\"]+)\"")
 
@@ -74,9 +74,9 @@ def readme_commands() -> list[str]:
     lines = []
     for block in re.findall(r"^```bash\n(.*?)^```", text, re.S | re.M):
         lines += [line.split(" #")[0] for line in block.replace("\\\n", " ").splitlines()]
-    spans = [span.strip("`") for span in CODE_SPAN.findall(FENCE.sub("", text))]
+    spans = [" ".join(span.strip("`").split()) for span in CODE_SPAN.findall(FENCE.sub("", text))]
     lines += [span for span in spans if "-m scratchlm " in span or re.match(r"python \S+\.py\b", span)]
-    return [part.strip() for line in lines for part in line.split("&&") if part.strip()]
+    return list(dict.fromkeys(part.strip() for line in lines for part in line.split("&&") if part.strip()))
 
 
 def scratchlm_arguments(command: str) -> list[str] | None:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from scratchlm.data import load_text
 from scratchlm.errors import TokenizerError
-from scratchlm.tokenizers import GPT2_SPLIT_PATTERN, BPETokenizer, CharTokenizer, load
+from scratchlm.tokenizers import GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, BPETokenizer, CharTokenizer, load
 from scratchlm.tokenizers.hf_files import byte_to_unicode, bytes_to_unicode_string, unicode_to_bytes
 
 tokenizers = pytest.importorskip("tokenizers")
@@ -187,6 +187,51 @@ def test_loaded_tokenizer_saves_and_reloads_in_our_format(pairs, tmp_path):
     text = VARIED_TEXT[3] + "<|endoftext|>" + VARIED_TEXT[4]
     assert again.encode(text, allowed_special="all") == theirs_ids(theirs, text)
     assert again.merges == ours.merges
+
+
+# ------------------------------------------------------------------------------------------------ writing
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory, shakespeare):
+    """(ours, tokenizers' reading of the files ours wrote, their folder): trained with GPT-2's split and with none."""
+    out = []
+    recipes = [(GPT2_SPLIT_PATTERN, 600, shakespeare[:200_000]), (None, 300, shakespeare[:20_000])]
+    for n, (pattern, size, text) in enumerate(recipes):
+        ours = BPETokenizer.train(text, size, pattern, SPECIALS, progress=False)
+        folder = tmp_path_factory.mktemp(f"written{n}")
+        ours.save_hf_files(folder)
+        out.append((ours, Tokenizer.from_file(str(folder / "tokenizer.json")), folder))
+    return out
+
+
+def test_our_tokenizers_written_as_hf_files_give_the_same_ids(written):
+    for ours, theirs, folder in written:
+        for text in VARIED_TEXT:
+            assert ours.encode(text, allowed_special="all") == theirs_ids(theirs, text)
+        for spec in (folder, folder / "vocab.json"):
+            again = load(spec)
+            assert again.ranks == ours.ranks and again.special_tokens == ours.special_tokens
+        assert load(folder).pattern == ours.pattern  # vocab.json has no pre-tokenizer: GPT-2's split is implied
+
+
+@PROPERTY
+@given(pieces=st.lists(st.sampled_from(SPECIALS) | ASSIGNED_TEXT))
+def test_written_files_give_the_same_ids_on_any_text(written, pieces):
+    text = "".join(pieces)
+    for ours, theirs, _ in written:
+        assert ours.encode(text, allowed_special="all") == theirs_ids(theirs, text)
+
+
+def test_what_hf_files_cannot_hold_is_not_written(tmp_path):
+    gpt4 = BPETokenizer.train("to be or not to be, " * 20, 260, GPT4_SPLIT_PATTERN, progress=False)
+    with pytest.raises(TokenizerError, match="split with GPT-2's pattern or not at all"):
+        gpt4.save_hf_files(tmp_path / "gpt4")
+    # merges "bc", "ab", then "ab" + "c": in file order "abc" would encode as "a" + "bc", by rank as "abc"
+    state = gpt4.to_dict() | {"pattern": None, "special_tokens": [], "merges": [[98, 99], [97, 98], [257, 99]]}
+    with pytest.raises(TokenizerError, match="merge 2 makes 'abc' from 'ab' \\+ 'c'"):
+        BPETokenizer.from_dict(state).save_hf_files(tmp_path / "order")
+    assert not any(tmp_path.iterdir())
 
 
 # ------------------------------------------------------------------------------------------------ refusals

@@ -11,7 +11,8 @@ whose result has the lowest id (`bpe_ranks`, tiktoken's rule). The two agree whe
 the rank rule reaches each token by the pair the file names, which `ranks_from_hf` checks; a file that breaks
 either condition is refused, as is any part of `tokenizer.json` that changes the ids in a way `BPETokenizer`
 cannot express (a normaliser, a post-processor adding tokens, a pre-tokenizer other than GPT-2's). Each
-refusal is one `TokenizerError` line naming the file and what is unsupported.
+refusal is one `TokenizerError` line naming the file and what is unsupported. `write_hf_files` writes the
+three files from a tokenizer of ours (`BPETokenizer.save_hf_files`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from scratchlm.errors import TokenizerError
+from scratchlm.files import atomic_write, output_folder
 from scratchlm.options import is_int
 from scratchlm.tokenizers.bpe_ranks import recover_merges
 
@@ -213,15 +215,24 @@ def ranks_from_hf(
                 "the merges in the vocabulary's order"
             )
         merge_ids.append((left_id, right_id))
-    for k, (left, right) in enumerate(recover_merges(ranks)):
-        if (ranks[left], ranks[right]) != merge_ids[k]:
-            a, b = merges[k]
-            raise TokenizerError(
-                f"{path}: merge {k} makes {a + b!r} from {a!r} + {b!r}, but merging by rank (BPETokenizer's and "
-                f"tiktoken's rule) reaches it as {bytes_to_unicode_string(left)!r} + "
-                f"{bytes_to_unicode_string(right)!r}, so their ids could differ"
-            )
+    if problem := rank_rule_mismatch(ranks, merge_ids):
+        raise TokenizerError(f"{path}: {problem}")
     return ranks, merge_ids
+
+
+def rank_rule_mismatch(ranks: Mapping[bytes, int], merges: Sequence[tuple[int, int]]) -> str | None:
+    """The first merge (merge k: (left id, right id) making id 256 + k) that merging by rank does not make from
+    the same pair, or None: then applying merges in order (Hugging Face) and by rank (us) agree."""
+    vocab = {i: token for token, i in ranks.items()}
+    for k, (left, right) in enumerate(recover_merges(ranks)):
+        if (ranks[left], ranks[right]) != tuple(merges[k]):
+            a, b = (bytes_to_unicode_string(vocab[i]) for i in merges[k])
+            return (
+                f"merge {k} makes {a + b!r} from {a!r} + {b!r}, but merging by rank (BPETokenizer's and tiktoken's "
+                f"rule) reaches it as {bytes_to_unicode_string(left)!r} + {bytes_to_unicode_string(right)!r}, so "
+                "their ids could differ"
+            )
+    return None
 
 
 def _unsupported_parts(state: dict[str, Any], model: dict[str, Any]) -> str | None:
@@ -302,6 +313,44 @@ def _merge_pair(path: Path, merge: Any) -> tuple[str, str]:
     if len(parts) != 2 or not all(isinstance(p, str) and p for p in parts):
         raise TokenizerError(f"{path}: a merge must be two tokens, got {str(merge)[:60]!r}")
     return parts[0], parts[1]
+
+
+# ------------------------------------------------------------------------------------------------ writing
+
+
+def write_hf_files(folder: str | Path, found: HFBytePairs) -> None:
+    """Write `tokenizer.json`, `vocab.json` and `merges.txt` into `folder` (created if missing), atomically each.
+
+    The inverse of `read_hf_files`: merge k is written as the two token strings that make id 256 + k; the
+    special tokens become added tokens (tokenizer.json) and trailing vocabulary entries (vocab.json).
+    """
+    if problem := rank_rule_mismatch(found.ranks, found.merges):
+        raise TokenizerError(f"cannot write Hugging Face files whose ids would differ from ours: {problem}")
+    folder = output_folder(folder)
+    by_id = {i: bytes_to_unicode_string(token) for token, i in found.ranks.items()}
+    vocab = {by_id[i]: i for i in range(len(by_id))}
+    merges = [[by_id[left], by_id[right]] for left, right in found.merges]
+    added = [
+        {"id": i, "content": name, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
+         "special": True}
+        for name, i in sorted(found.special_tokens.items(), key=lambda item: item[1])
+    ]  # fmt: skip
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": found.gpt2_split}
+    model = {
+        "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+        "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+        "vocab": vocab, "merges": merges,
+    }  # fmt: skip
+    state = {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added, "normalizer": None,
+        "pre_tokenizer": byte_level, "post_processor": None, "decoder": byte_level, "model": model,
+    }  # fmt: skip
+    with atomic_write(folder / "tokenizer.json", "w", encoding="utf-8") as f:
+        json.dump(state, f, ensure_ascii=False, indent=1)
+    with atomic_write(folder / "vocab.json", "w", encoding="utf-8") as f:
+        json.dump(vocab | {name: i for name, i in found.special_tokens.items()}, f, ensure_ascii=False)
+    with atomic_write(folder / "merges.txt", "w", encoding="utf-8", newline="\n") as f:
+        f.write("#version: 0.2\n" + "".join(f"{left} {right}\n" for left, right in merges))
 
 
 def _read_text(path: Path, what: str) -> str:
