@@ -9,6 +9,10 @@ vocabulary   room for the chat tokens               grow_vocabulary, train_new_r
 lora         low-rank adapters                      add_lora, merge_lora, LoRALinear
 sft          supervised fine-tuning                 SFTConfig, sft (through `train`'s loop and `train_step`)
 recipe       the lesson's base and SFT models       base_corpus, pretrain_base, lesson_sft_model
+rollouts     sampled answers, rewards, log-probs    rollout, Rollouts, sequence_batch, token_logprobs
+grpo         group-relative policy optimisation     group_advantages, clipped_objective, kl_k3, grpo_loss,
+                                                    GRPOTargets, GRPOObjective (through `train_step`)
+dpo          direct preference optimisation         dpo_loss, preference_pairs, DPOTargets, DPOObjective
 """
 
 from scratchlm.posttraining.batching import IGNORE, check_length, example, pack, packed_batch, pad_batch
@@ -28,6 +32,16 @@ from scratchlm.posttraining.chat import (
     render,
     require_chat_tokens,
 )
+from scratchlm.posttraining.dpo import DPOObjective, DPOStats, DPOTargets, dpo_loss, preference_pairs
+from scratchlm.posttraining.grpo import (
+    GRPOObjective,
+    GRPOTargets,
+    clipped_objective,
+    group_advantages,
+    grpo_loss,
+    kl_k3,
+    masked_mean,
+)
 from scratchlm.posttraining.lora import (
     LoRALinear,
     add_lora,
@@ -35,6 +49,14 @@ from scratchlm.posttraining.lora import (
     merge_lora,
     merged_state_dict,
     trainable_parameters,
+)
+from scratchlm.posttraining.rollouts import (
+    Rollouts,
+    SequenceBatch,
+    masked_logprobs,
+    rollout,
+    sequence_batch,
+    token_logprobs,
 )
 from scratchlm.posttraining.scoring import (
     Accuracy,
@@ -71,12 +93,19 @@ __all__ = [
     "SFT_TRAIN",
     "SKILLS",
     "Accuracy",
+    "DPOObjective",
+    "DPOStats",
+    "DPOTargets",
+    "GRPOObjective",
+    "GRPOTargets",
     "LoRALinear",
     "Rendered",
+    "Rollouts",
     "SFTConfig",
     "SFTData",
     "SFTResult",
     "SFTRun",
+    "SequenceBatch",
     "Skill",
     "TaskItem",
     "accuracy_by_skill",
@@ -85,15 +114,22 @@ __all__ = [
     "answer",
     "check_length",
     "check_messages",
+    "clipped_objective",
     "complete",
     "conversation_loss",
     "count_trainable",
+    "dpo_loss",
     "example",
     "fit_to_context",
+    "group_advantages",
     "grow_vocabulary",
+    "grpo_loss",
     "has_chat_tokens",
     "held_out_items",
+    "kl_k3",
     "lora_parameters",
+    "masked_logprobs",
+    "masked_mean",
     "merge_lora",
     "merged_copy",
     "merged_state_dict",
@@ -103,15 +139,19 @@ __all__ = [
     "parse",
     "pass_at_k",
     "pass_at_k_by_skill",
+    "preference_pairs",
     "prepare_sft",
     "prompt_ids",
     "raw_lines",
     "read_jsonl",
     "render",
     "require_chat_tokens",
+    "rollout",
+    "sequence_batch",
     "sft",
     "sft_data",
     "task_accuracy",
+    "token_logprobs",
     "train_new_rows_only",
     "trainable_parameters",
     "training_items",
