@@ -34,7 +34,7 @@
 # 4. untied heads and bias-free layers, and the named `llama` architecture;
 # 5. Muon: the Newton–Schulz iteration derived from the polar decomposition, the singular values of its update
 #    against AdamW's, and its cost per step;
-# 6. every change as a rung of the course's ladder (two seeds each), and a CPU speedrun record table.
+# 6. every change as a rung of the course's ladder (two or three seeds each).
 
 # %%
 import subprocess
@@ -515,7 +515,8 @@ print(
 
 # %% [markdown]
 # (Measured one after the other here; `bench/optimizer_step.py` times the two alternately.) A step costs more with
-# Muon, so the fair comparison is at equal wall time, which is what the speedrun below does.
+# Muon, so the ladder's equal-steps comparison below flatters it by that factor; exercise 4 compares at equal
+# wall time.
 #
 # ## 6 · On the ladder
 #
@@ -550,37 +551,6 @@ if committed:
 
 # %% [markdown]
 # LADDER_PROSE
-#
-# ## 7 · A CPU speedrun
-#
-# Public speedruns (modded-nanogpt's record history is the model) keep a table: each record is one change, its
-# measured gain and the time it saved. Ours asks: which Tiny Shakespeare character validation loss can one CPU
-# thread reach in the wall time of the library's `cpu` preset (about 100 s)? `bench/speedrun.py` measures it.
-# Each row adds one change to the row above. Every row gets the record's wall time, not its step count: the step
-# times of all rows are measured first, one step of each in turn, and a slower row gets proportionally fewer
-# steps. Each row is then scored on the **whole** validation split. The table is the committed run of that
-# script; the lesson shows it and, in CPU mode, re-runs the first and the last row here.
-
-# %%
-import json
-from pathlib import Path
-
-SPEEDRUN_PROSE = None
-speedrun_file = Path("..") / "bench" / "results" / "speedrun.json"
-if speedrun_file.exists():
-    speedrun = json.loads(speedrun_file.read_text())
-    print(
-        f"bench/speedrun.py, torch {speedrun['meta']['torch']}, {speedrun['meta']['threads']} thread, "
-        f"fp32 matmul peak that day {speedrun['meta']['peak_gflops']:.0f} GFLOP/s"
-    )
-    print(f"{'row':>10} {'seed':>5} {'ms/step':>8} {'steps':>6} {'train s':>8} {'val (whole)':>12}")
-    for r in speedrun["rows"]:
-        print(
-            f"{r['row']:>10} {r['seed']:>5} {r['step_ms']:8.1f} {r['steps']:6d} {r['seconds']:8.0f} {r['val_whole']:12.4f}"
-        )
-
-# %% [markdown]
-# SPEEDRUN_PROSE
 
 # %% [markdown]
 # ## Summary
@@ -595,5 +565,6 @@ if speedrun_file.exists():
 #    optimum, compared with AdamW's over its learning rate?
 # 3. **The gate.** Replace SwiGLU's SiLU gate with a sigmoid (GLU) and with the identity (a bilinear layer) at
 #    the same width. Which matters: the gate, or its shape?
-# 4. **A new record.** Add one row to `bench/speedrun.py` (a change from modded-nanogpt's history: a logit soft-cap,
-#    value embeddings, a different warmup or cooldown) and measure it on two seeds against the current last row.
+# 4. **At equal wall time.** The ladder compares at equal steps. `bench/speedrun.py` gives every recipe the `cpu`
+#    preset's wall time instead (a slower step gets fewer steps) and scores the whole validation split. Run it
+#    with `--rows record +muon --seeds 1337 1338` on an idle machine: does the modern recipe still win?
