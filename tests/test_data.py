@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from scratchlm import downloads as data
 from scratchlm.data import DataFile, fetch, get_batch, load_text, split
-from scratchlm.data import sources as data
 from scratchlm.errors import ConfigError, DataError
 
 CONTENT = b"hello, tiny corpus\n" * 100
@@ -204,6 +204,6 @@ def test_get_batch_rejects_bad_sizes():
 
 def test_default_data_dir_is_the_checkout_data_folder(monkeypatch):
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
-    assert data.default_data_dir() == Path(data.__file__).resolve().parents[2] / "data"
+    assert data.default_data_dir() == Path(data.__file__).resolve().parents[1] / "data"
     monkeypatch.setenv(data.DATA_DIR_ENV, "/somewhere/else")
     assert data.default_data_dir() == Path("/somewhere/else")

@@ -117,16 +117,15 @@ def module_names(package: Path) -> dict[str, Path]:
     return names
 
 
-def import_time_statements(tree: ast.Module) -> list[ast.stmt]:
-    """The import statements that run when the module is imported: not those in functions (they run when
-    called) nor under `if TYPE_CHECKING:` (they never run)."""
+def executed_import_statements(tree: ast.Module) -> list[ast.stmt]:
+    """The import statements that can run: at module level and inside functions (an import deferred into a
+    function still ties the two modules together, it only hides the cycle until the function is called), but
+    not those under `if TYPE_CHECKING:` (they never run)."""
     found, todo = [], list(tree.body)
     while todo:
         node = todo.pop()
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             found.append(node)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
         elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             todo.extend(node.orelse)
         else:
@@ -135,11 +134,11 @@ def import_time_statements(tree: ast.Module) -> list[ast.stmt]:
 
 
 def imported_modules(module: str, path: Path, known: dict[str, Path]) -> set[str]:
-    """The modules of `known` that `module` imports at import time (`from pkg import name` is the submodule
-    pkg.name if there is one, else pkg itself)."""
+    """The modules of `known` that `module` imports, at import time or in a function (`from pkg import name` is
+    the submodule pkg.name if there is one, else pkg itself)."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     targets = set()
-    for node in import_time_statements(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in executed_import_statements(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             targets.update(alias.name for alias in node.names)
             continue
@@ -179,10 +178,56 @@ def test_find_cycle_reports_the_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
 
 
+def package_import_graph() -> dict[str, set[str]]:
+    """{module: the scratchlm modules it imports} over the whole package."""
+    known = module_names(ROOT / "scratchlm")
+    return {module: imported_modules(module, path, known) for module, path in known.items()}
+
+
+def test_imports_inside_functions_count_and_type_checking_ones_do_not():
+    tree = ast.parse(
+        "import os\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    import never_runs\n"
+        "def f():\n"
+        "    from deferred import thing\n"
+        "class C:\n"
+        "    def g(self):\n"
+        "        import in_a_method\n"
+    )
+    names = {ast.unparse(node) for node in executed_import_statements(tree)}
+    assert names == {
+        "import os",
+        "from typing import TYPE_CHECKING",
+        "from deferred import thing",
+        "import in_a_method",
+    }
+
+
 def test_the_package_has_no_import_cycles():
     """Modules couple by shape, not by type (the model does not import the KV cache's module, nor the cache the
-    model's): a cycle of import-time imports makes the import order matter and the modules inseparable."""
-    known = module_names(ROOT / "scratchlm")
-    graph = {module: imported_modules(module, path, known) for module, path in known.items()}
-    cycle = find_cycle(graph)
+    model's): a cycle of imports makes the import order matter and the modules inseparable. Imports deferred into
+    a function count: they only hide a cycle until the function runs."""
+    cycle = find_cycle(package_import_graph())
     assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
+
+
+def test_tokenizers_import_nothing_above_them():
+    """Regression (issue 23): `BPETokenizer.from_pretrained` imported `scratchlm.data` inside a function to fetch
+    rank files while `scratchlm.data` imports the tokenizers; both now use `scratchlm.downloads`, which sits below
+    them. Everything the tokenizers reach is the tokenizers themselves or the package's bottom layer."""
+    graph = package_import_graph()
+    reached, todo = set(), [m for m in graph if m.startswith("scratchlm.tokenizers")]
+    while todo:
+        module = todo.pop()
+        if module not in reached:
+            reached.add(module)
+            todo.extend(graph[module])
+    above = {m for m in reached if not m.startswith("scratchlm.tokenizers")} - {
+        "scratchlm.downloads",
+        "scratchlm.errors",
+        "scratchlm.files",
+        "scratchlm.options",
+    }
+    assert not above, f"the tokenizers import {sorted(above)}"

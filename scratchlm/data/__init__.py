@@ -1,8 +1,10 @@
-"""Data: where texts come from (`sources`: registry, verified fetch, `load_text`) and how they become token
-batches (`tokens`: `load_splits`, `split`, `get_batch`)."""
+"""Data: where texts come from (`sources.load_text`, over the registry and verified fetch of
+`scratchlm.downloads`, re-exported here) and how they become token batches (`tokens`: `load_splits`, `split`,
+`get_batch`)."""
 
-from scratchlm.data.sources import MIRROR_ENV, REGISTRY, DataFile, default_data_dir, fetch, load_text, sha256_of
+from scratchlm.data.sources import load_text
 from scratchlm.data.tokens import TokenSplits, get_batch, load_splits, split
+from scratchlm.downloads import MIRROR_ENV, REGISTRY, DataFile, default_data_dir, fetch, sha256_of
 
 __all__ = [
     "MIRROR_ENV",

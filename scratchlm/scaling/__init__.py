@@ -31,6 +31,7 @@ from scratchlm.scaling.flops import (
     training_flops,
 )
 from scratchlm.scaling.sweep import (
+    GRID_FILENAME,
     GRIDS,
     RESULTS_FILENAME,
     SweepFit,
@@ -49,6 +50,7 @@ __all__ = [
     "BESIROGLU",
     "CHINCHILLA",
     "GRIDS",
+    "GRID_FILENAME",
     "RESULTS_FILENAME",
     "FitError",
     "IsoFLOPFit",
