@@ -71,8 +71,10 @@ def _assert_same_run(a: checkpoint.Checkpoint, b: checkpoint.Checkpoint, tol: fl
     assert a.extra["loader"] == b.extra["loader"]
 
 
-def test_two_ranks_of_batch_b_take_the_steps_of_one_process_of_batch_2b(shards, tmp_path):
-    common = ["--data", shards, *MODEL, "--max-iters", "6", "--eval-interval", "3", "--batch-tokens", "256"]
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_two_ranks_of_batch_b_take_the_steps_of_one_process_of_batch_2b(shards, tmp_path, optimizer):
+    common = ["--data", shards, *MODEL, "--max-iters", "6", "--eval-interval", "3", "--batch-tokens", "256",
+              "--optimizer", optimizer]  # fmt: skip
     _run(2, *common, "--batch-size", "4", "--out", str(tmp_path / "ddp"))  # 2 ranks x 4 x 16 x 2 micro-batches
     _run(1, *common, "--batch-size", "8", "--out", str(tmp_path / "one"))  # 1 process x 8 x 16 x 2 micro-batches
     ddp, one = _state(tmp_path / "ddp"), _state(tmp_path / "one")

@@ -40,6 +40,7 @@ from scratchlm.files import atomic_write, folder_lock, remove_stale_temporaries
 from scratchlm.generation import generate
 from scratchlm.memory import check_fits, sampling_bytes, training_bytes
 from scratchlm.model import GPT, GPTConfig
+from scratchlm.optim import CombinedOptimizer
 from scratchlm.pretraining.config import PretrainConfig
 from scratchlm.pretraining.loader import ShardLoader
 from scratchlm.pretraining.shards import ShardIndex
@@ -338,7 +339,7 @@ class _Run:
     model: nn.Module
     forward_model: nn.Module
     wrapped: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer | CombinedOptimizer
     autocast: contextlib.AbstractContextManager
     loader: ShardLoader
     out_dir: Path | None

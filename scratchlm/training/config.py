@@ -31,6 +31,7 @@ from scratchlm.options import (
 )
 
 DTYPES = ("auto", "float32", "bfloat16")
+OPTIMIZERS = ("adamw", "muon")
 _UNIT_PAIR = Rule(
     "two numbers in [0, 1)",
     lambda v: isinstance(v, tuple) and len(v) == 2 and all(is_number(b) and 0 <= b < 1 for b in v),
@@ -53,6 +54,8 @@ class TrainConfig:
     model: the architecture; its vocab_size None (the default) takes the tokenizer's.
     Schedule: linear warmup for `warmup_iters` steps to `learning_rate`, then cosine decay to `min_lr` at
     `lr_decay_iters` (None = max_iters), constant after (`lr_at`).
+    Optimizer: AdamW for every parameter, or (optimizer "muon") Muon for the hidden weight matrices at its own
+    peak `muon_lr` beside AdamW at `learning_rate` for the rest; the schedule multiplies both by the same factor.
     Precision: dtype "auto" uses bfloat16 autocast on CUDA GPUs that support it and float32 elsewhere.
     Output: `out_dir` None writes nothing; otherwise a checkpoint (`ckpt.pt`) at every evaluation and
     `metrics.jsonl`. `resume` continues from `out_dir/ckpt.pt`; a new run in an out_dir that holds one is refused
@@ -91,6 +94,16 @@ class TrainConfig:
         "clip the gradient norm to this (0: no clipping)",
         number(">= 0 (0 = no clipping) and finite", lambda v: 0 <= v < math.inf),
     )
+    optimizer: str = option(
+        "adamw",
+        "adamw, or muon for the hidden weight matrices (AdamW keeps embeddings, head, norms and biases)",
+        one_of(*OPTIMIZERS),
+    )
+    muon_lr: float = option(
+        0.02, "Muon's peak learning rate (--optimizer muon); the schedule scales it as it scales --lr", _FINITE_POSITIVE
+    )
+    muon_momentum: float = option(0.95, "Muon's momentum (Nesterov)", number("in [0, 1)", lambda v: 0 <= v < 1))
+    muon_weight_decay: float = option(0.0, "Muon's decoupled weight decay (--optimizer muon)", _FINITE_NON_NEGATIVE)
     # evaluation and output
     eval_interval: int = option(250, "steps between evaluations and checkpoints", POSITIVE_INT)
     eval_iters: int = option(20, "batches per loss estimate", POSITIVE_INT)

@@ -38,6 +38,7 @@ from scratchlm.errors import CheckpointError, ConfigError, OutputError, ScratchL
 from scratchlm.files import atomic_write, folder_lock, output_folder, remove_stale_temporaries
 from scratchlm.memory import check_fits, training_bytes
 from scratchlm.model import GPT
+from scratchlm.optim import CombinedOptimizer
 from scratchlm.runtime import get_device
 from scratchlm.training.config import TrainConfig, lr_at
 from scratchlm.training.step import StepResult, autocast_for, estimate_loss, make_optimizer, train_step
@@ -72,7 +73,7 @@ class Run:
     tokenizer: Any
     splits: TokenSplits | None
     model: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer | CombinedOptimizer
     autocast: contextlib.AbstractContextManager
     data_generator: torch.Generator
     forward_model: nn.Module
@@ -255,6 +256,8 @@ def prepare_run(
                 raise ConfigError(f"cannot resume: the checkpoint was trained with {', '.join(changed)}")
             ckpt_io.load_model_state(model, checkpoint.model_state, checkpoint.path)
     model.to(device)
+    if checkpoint is not None and (saved := (checkpoint.config or {}).get("optimizer", "adamw")) != config.optimizer:
+        raise ConfigError(f"cannot resume: the checkpoint was trained with optimizer={saved}, not {config.optimizer}")
     optimizer = make_optimizer(model, config, device)
     run = Run(
         config=config,

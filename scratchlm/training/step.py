@@ -23,6 +23,7 @@ import torch.nn as nn
 
 from scratchlm.data import get_batch
 from scratchlm.errors import ConfigError
+from scratchlm.optim import CombinedOptimizer, Muon, split_parameters
 
 Batch = tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -34,20 +35,51 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     Decaying a bias or a LayerNorm gain pulls it towards 0, which is not a simpler function, so they are
     left alone. The embedding is decayed too (as in nanoGPT): tied, it is also the output layer's weight.
     """
-    params = [p for p in model.parameters() if p.requires_grad]  # parameters() yields a tied tensor once
+    return _decay_groups([p for p in model.parameters() if p.requires_grad], weight_decay)
+
+
+def _decay_groups(params: list[nn.Parameter], weight_decay: float) -> list[dict[str, Any]]:
     return [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
 
 
-def make_optimizer(model: nn.Module, config: Any, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over `param_groups`, with `config`'s learning_rate, betas and weight_decay (a `TrainConfig`)."""
+def make_optimizer(model: nn.Module, config: Any, device: torch.device) -> torch.optim.AdamW | CombinedOptimizer:
+    """The optimizer of `config` (a `TrainConfig`) for `model`.
+
+    optimizer "adamw": AdamW over `param_groups`, with config's learning_rate, betas and weight_decay.
+    optimizer "muon": a `CombinedOptimizer` of `Muon` over the hidden matrices (`split_parameters`: q, k and
+    v of a fused c_attn orthogonalised apart) at muon_lr, muon_momentum (Nesterov) and muon_weight_decay, and
+    that AdamW over the other parameters. Muon's groups carry lr_scale = muon_lr / learning_rate, so the
+    `lr` that `train_step` sets (the schedule's `lr_at`) scales both optimizers by the same factor.
+    """
     # the fused kernel (one launch for all parameters) is the fastest AdamW on both CUDA and CPU
     fused = device.type in ("cuda", "cpu")
-    return torch.optim.AdamW(
-        param_groups(model, config.weight_decay), lr=config.learning_rate, betas=config.betas, fused=fused
+    if config.optimizer == "adamw":
+        groups = param_groups(model, config.weight_decay)
+        return torch.optim.AdamW(groups, lr=config.learning_rate, betas=config.betas, fused=fused)
+    hidden, rest = split_parameters(model)
+    if not hidden:
+        raise ConfigError(
+            f"optimizer='muon' found no hidden weight matrices in {type(model).__name__} (nn.Linear layers "
+            "other than the head): train it with optimizer='adamw'"
+        )
+    by_blocks: dict[tuple[int, ...] | None, list[nn.Parameter]] = {}
+    for h in hidden:
+        by_blocks.setdefault(h.blocks, []).append(h.param)
+    lr_scale = config.muon_lr / config.learning_rate
+    muon = Muon(
+        [{"params": ps, "blocks": blocks, "lr_scale": lr_scale} for blocks, ps in by_blocks.items()],
+        lr=config.muon_lr,
+        momentum=config.muon_momentum,
+        nesterov=True,
+        weight_decay=config.muon_weight_decay,
     )
+    adamw = torch.optim.AdamW(
+        _decay_groups(rest, config.weight_decay), lr=config.learning_rate, betas=config.betas, fused=fused
+    )
+    return CombinedOptimizer([muon, adamw])
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
@@ -87,7 +119,7 @@ class StepResult:
 
 def train_step(
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | CombinedOptimizer,
     batch: Batch | Sequence[Batch],
     *,
     lr: float | None = None,
@@ -101,8 +133,12 @@ def train_step(
     step (the gradient of their mean loss, so the number of micro-batches does not rescale the learning rate).
     A batch `(x, y, attn_mask)` runs `model(x, y, attn_mask=attn_mask)`: packed documents, padding
     (`GPT.forward`'s attention mask).
-    lr: set on every parameter group first (None keeps the optimizer's). grad_clip > 0 clips the total
-    gradient norm to it. autocast: the context forward passes run in (`autocast_for`).
+    lr: set on every parameter group first, times the group's "lr_scale" where it has one (Muon's groups
+    beside AdamW: `make_optimizer`); None keeps the optimizer's. grad_clip > 0 clips the total
+    gradient norm (of all parameters, Muon's and AdamW's together) to it, before the optimizer sees it: Muon
+    orthogonalises the clipped momentum, so clipping only lowers an outsized gradient's weight in its
+    average, not the size of its step (`scratchlm.optim.muon`). autocast: the context forward passes run in
+    (`autocast_for`).
     no_sync: for a `DistributedDataParallel` model, its `no_sync`: every micro-batch but the last then runs
     forward and backward inside it, so gradients accumulate locally and are all-reduced once per step (by the
     last backward) instead of once per micro-batch. Every rank then clips and steps on the same averaged
@@ -114,7 +150,7 @@ def train_step(
     micro_batches = [batch] if isinstance(batch[0], torch.Tensor) else list(batch)
     if lr is not None:
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
     optimizer.zero_grad(set_to_none=True)
     loss_sum = None
     last = len(micro_batches) - 1
