@@ -232,7 +232,10 @@ def test_metrics_report_bits_per_byte_throughput_and_samples(tmp_path, char_shar
     result = pretrain(_config(char_shards, str(tmp_path / "run")))
     last = result.metrics[-1]
     assert last["tokens"] == 8 * 4 * 16
-    assert last["val_bpb"] == pytest.approx(last["val_loss"] / math.log(2) / char_shards.bytes_per_token("val"))
+    # eval_iters x batch = 8 of the split's windows, a fixed sample with its standard error; bits per byte uses
+    # the bytes of exactly the tokens scored
+    assert last["val_windows"] == 8 and last["val_tokens"] == 8 * 16 and 0 < last["val_loss_se"] < 1
+    assert last["val_bpb"] == pytest.approx(last["val_loss"] / math.log(2) * last["val_tokens"] / last["val_bytes"])
     assert last["tokens_per_s"] > 0 and 0 < last["mfu"] < 1
     assert len(last["samples"]) == 1 and isinstance(last["samples"][0], str)
     assert result.metrics[0]["val_loss"] > last["val_loss"]  # it learns

@@ -23,7 +23,9 @@ def register(subparsers) -> None:
             "Tokenize a text file, a folder of text files or a registered corpus (python-stdlib: the standard "
             "library's source, the offline default; tinyshakespeare; hf:NAME with `datasets` installed) with "
             "worker processes into fixed-size token shards (uint16 when the vocabulary fits, else uint32), a "
-            "train/val split by document and index.json (tokens per shard, sha256s, the tokenizer's hash). "
+            "train/val split by document, curation (exact and near duplicates, generated files and validation "
+            "documents overlapping training dropped, unless --no-curate) and index.json (tokens per shard, "
+            "sha256s, the tokenizer's hash). "
             "Running it again on the same input does nothing; a shard that no longer matches its index is an error."
         ),
     )
@@ -39,6 +41,11 @@ def run(args: argparse.Namespace) -> int:
         f"{name} {s['tokens']:,} tokens in {len(s['shards'])} shard(s) from {s['documents']:,} documents"
         for name, s in splits.items()
     )
+    curation = index.index.get("curation")
+    if curation is not None and not stats.up_to_date:
+        dropped = [f"{c['documents']} {reason.replace('_', ' ')} ({c['bytes'] / 1e6:.2f} MB)"
+                   for reason, c in curation["dropped"].items() if c["documents"]]  # fmt: skip
+        print(f"curation dropped {', '.join(dropped) or 'nothing'} (every one listed in index.json)")
     if stats.up_to_date:
         print(f"{config.out_dir} is up to date (shards verified): {summary}")
     else:

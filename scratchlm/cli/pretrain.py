@@ -132,8 +132,10 @@ def run(args: argparse.Namespace) -> int:
     if rank == 0 and result.metrics:
         last = result.metrics[-1]
         mfu = f", MFU {last['mfu']:.1%}" if last.get("mfu") is not None else ""
+        se = last.get("val_loss_se") or 0.0
+        scored = f" ± {se:.4f}" if se else " (the whole split)"
         print(
-            f"step {last['step']}: val loss {last['val_loss']:.4f}, {last['val_bpb']:.3f} bits/byte, "
+            f"step {last['step']}: val loss {last['val_loss']:.4f}{scored}, {last['val_bpb']:.3f} bits/byte, "
             f"{last['tokens_per_s']:,.0f} tokens/s{mfu} ({time.perf_counter() - t0:.1f} s, "
             f"{result.model.num_parameters() / 1e6:.2f}M parameters)"
         )

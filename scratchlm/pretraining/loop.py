@@ -6,9 +6,10 @@
 Each step: every rank reads its own micro-batches (`ShardLoader`), runs forward and backward on each under
 autocast, and only the last micro-batch's backward all-reduces the gradients (`no_sync` on the others: one
 all-reduce per step, not one per micro-batch); then every rank clips and steps the same optimizer on the same
-averaged gradients, so the weights stay identical without ever being sent. The step's loss is averaged over ranks
-for the log. Every `eval_interval` steps all ranks evaluate their share of fixed validation windows (val loss,
-and bits per byte: the loss in bits divided by the bytes of text per token); rank 0 alone writes metrics.jsonl,
+averaged gradients, so the weights, which DDP broadcast from rank 0 once at construction, stay identical without
+being sent again. The step's loss is averaged over ranks for the log. Every `eval_interval` steps all ranks score
+their share of the validation split (all of it, or a fixed random sample of windows with its standard error:
+`validation`), giving the val loss and bits per byte over exactly the tokens scored; rank 0 alone writes metrics.jsonl,
 generates samples and saves the checkpoint, which holds the loader's place so that `resume` continues at the exact
 token. The progress bar shows tokens/s and MFU (model FLOPs over a peak: `peak_flops_per_device`).
 
@@ -44,6 +45,7 @@ from scratchlm.optim import CombinedOptimizer
 from scratchlm.pretraining.config import PretrainConfig
 from scratchlm.pretraining.loader import ShardLoader
 from scratchlm.pretraining.shards import ShardIndex
+from scratchlm.pretraining.validation import SplitScore, score_windows, token_byte_lengths, validation_windows
 from scratchlm.runtime import get_device
 from scratchlm.training import TrainingDiverged, autocast_for, make_optimizer, train_step
 
@@ -140,7 +142,8 @@ class PretrainResult:
     """What `pretrain` returns (on every rank; only rank 0's metrics are complete with samples).
 
     metrics: one record per evaluation (step, tokens, train_loss: the mean training loss since the previous
-    evaluation, val_loss, val_bpb, lr, tokens_per_s, mfu, elapsed_s, samples). step_losses: every step's loss
+    evaluation, val_loss with val_loss_se (0 when the whole split is scored), val_bpb, val_windows, val_tokens,
+    val_bytes, lr, tokens_per_s, mfu, elapsed_s, samples). step_losses: every step's loss
     averaged over ranks.
     """
 
@@ -152,6 +155,12 @@ class PretrainResult:
     step_losses: list[float] = field(default_factory=list)
     checkpoint_path: Path | None = None
     world_size: int = 1
+
+
+def _se_text(score: SplitScore) -> str:
+    if score.whole_split:
+        return " (the whole split)"
+    return f" ± {score.loss_se:.4f} ({score.windows} of {score.total_windows} windows)"
 
 
 def _first_line(error: BaseException) -> str:
@@ -352,6 +361,10 @@ class _Run:
     step_losses: list[float]
     step: int
     resumed: bool
+    byte_lengths: Any = None  # UTF-8 bytes per token id (`token_byte_lengths`), for bits per byte
+
+    def __post_init__(self) -> None:
+        self.byte_lengths = token_byte_lengths(self.tokenizer, self.index.vocab_size)
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -374,23 +387,15 @@ class _Run:
         )  # fmt: skip
         return _all_reduce_mean(result.loss.detach().float(), self.ddp)
 
-    @torch.no_grad()
-    def val_loss(self) -> float:
-        """Mean loss over the first `eval_iters` global batches of the validation windows, in file order: the same
-        tokens at every evaluation and for any number of ranks with the same global batch."""
+    def validate(self) -> SplitScore:
+        """The validation split scored as `scratchlm.pretraining.validation` says: all of it when it holds at most
+        `eval_iters` global batches of windows, else a fixed random sample of that many windows (drawn from the
+        seed, the same at every evaluation and for any number of ranks with the same global batch)."""
         c = self.config.train
-        loader = ShardLoader(self.index, "val", c.model.block_size, c.batch_size, rank=self.ddp.rank,
-                             world_size=self.ddp.world_size, shuffle=False, device=self.device)  # fmt: skip
-        n = min(c.eval_iters, loader.windows // loader.global_batch)
-        self.model.eval()
-        total = torch.zeros((), device=self.device)
-        for _ in range(n):
-            x, y = loader.next_batch()
-            with self.autocast:
-                _, loss = self.model(x, y)
-            total += loss.float()
-        self.model.train()
-        return _all_reduce_mean(total / n, self.ddp).item()
+        loader = ShardLoader(self.index, "val", c.model.block_size, c.batch_size, shuffle=False)
+        windows = validation_windows(loader.windows, c.eval_iters * c.batch_size * self.ddp.world_size, c.seed)
+        return score_windows(self.model, loader, windows, self.byte_lengths, self.autocast, rank=self.ddp.rank,
+                             world_size=self.ddp.world_size)  # fmt: skip
 
     def samples(self) -> list[str]:
         start = torch.tensor([self.index.separator], dtype=torch.long)
@@ -404,7 +409,8 @@ class _Run:
         losses = torch.stack(pending).tolist() if pending else []
         pending.clear()
         self.step_losses.extend(losses)
-        val = self.val_loss()
+        score = self.validate()
+        val = score.loss
         bad = [v for v in [*losses, val] if not math.isfinite(v)]
         if bad:
             kept = f"the checkpoint in {self.out_dir} was kept" if self.out_dir else "no checkpoint was written"
@@ -414,7 +420,11 @@ class _Run:
             "tokens": self.step * self.tokens_per_step,
             "train_loss": sum(losses) / len(losses) if losses else None,
             "val_loss": val,
-            "val_bpb": val / math.log(2) / self.index.bytes_per_token("val"),
+            "val_loss_se": score.loss_se,
+            "val_bpb": score.bits_per_byte,
+            "val_windows": score.windows,
+            "val_tokens": score.tokens,
+            "val_bytes": score.bytes,
             "lr": self.config.lr(max(self.step - 1, 0)),
             "tokens_per_s": tokens_per_s,
             "mfu": self.mfu(tokens_per_s) if tokens_per_s else None,
@@ -427,7 +437,7 @@ class _Run:
         self.metrics.append(record)
         if self.config.train.progress or self.config.samples:
             tqdm.write(
-                f"step {self.step}: val loss {val:.4f}, {record['val_bpb']:.3f} bits/byte"
+                f"step {self.step}: val loss {val:.4f}{_se_text(score)}, {record['val_bpb']:.3f} bits/byte"
                 + "".join(f"\n  sample: {s!r}" for s in record["samples"])
             )
         if self.out_dir is not None:

@@ -15,7 +15,8 @@ Layout of DIR:
 
     index.json        format, version; dtype; tokenizer (file, sha256, vocab_size); the document separator;
                       the input (corpus name, description, sha256, documents, bytes); settings (val_fraction,
-                      seed, shard_tokens); per split: documents, tokens, bytes and the shards (file, tokens, sha256)
+                      seed, shard_tokens, curation thresholds); per split: documents, tokens, bytes and the shards
+                      (file, tokens, sha256); curation: what was dropped and why
     tokenizer.json    the tokenizer (`to_dict()`), so a run needs nothing but DIR
     train_000000.bin  raw token ids, little-endian, one after the other
     val_000000.bin    ...
@@ -29,6 +30,11 @@ the encoding of a blank line, "\n\n", and the index says so. Documents are encod
 Split: each document goes to val with probability val_fraction, decided by a hash of (seed, its position), so the
 split is by document (no document is cut in two) and independent of the number of workers; should the draw leave
 a split empty, the last document goes to val (or the first to train).
+
+Curation (on by default, `curate=False` to skip): before tokenizing, exact and near duplicates, generated files
+and validation documents that overlap training are dropped (`scratchlm.pretraining.curation`); the split is still
+decided by each document's position in the input, so curation never moves a document from one split to the other,
+and index.json's "curation" entry lists every dropped document (position, reason, bytes, the document it copies).
 
 Re-running prepare on the same input with the same tokenizer and settings checks the shards and returns: a no-op.
 Different input in a DIR that holds shards is refused unless overwrite=True.
@@ -58,6 +64,8 @@ from scratchlm.files import atomic_write, folder_lock, remove_stale_temporaries
 from scratchlm.memory import check_fits
 from scratchlm.options import BOOL, NON_NEGATIVE_INT, POSITIVE_INT, TEXT, Rule, check_options, number, option, optional
 from scratchlm.pretraining.corpora import DEFAULT_CORPUS, EOT_MARKER, Corpus, fingerprint, open_corpus
+from scratchlm.pretraining.curation import curate as curate_documents
+from scratchlm.pretraining.curation import settings as curation_settings
 
 FORMAT = "scratchlm-shards"
 VERSION = 1
@@ -235,6 +243,8 @@ class PrepareConfig:
                                Rule("an integer >= 2", lambda v: isinstance(v, int) and v >= 2))  # fmt: skip
     workers: int | None = option(None, "tokenizing processes (default: one per CPU; 1: in this process)",
                                  optional(POSITIVE_INT))  # fmt: skip
+    curate: bool = option(True, "drop exact and near duplicates, generated files and validation documents that "
+                          "overlap training before tokenizing (scratchlm.pretraining.curation)", BOOL)  # fmt: skip
     overwrite: bool = option(False, "replace shards of other input or settings in --out", BOOL)
     progress: bool = option(True, "show a progress bar", BOOL)
 
@@ -281,6 +291,7 @@ def prepare(
     seed: int = 0,
     shard_tokens: int = DEFAULT_SHARD_TOKENS,
     workers: int | None = None,
+    curate: bool = True,
     overwrite: bool = False,
     progress: bool = True,
 ) -> tuple[ShardIndex, PrepareStats]:
@@ -290,6 +301,9 @@ def prepare(
     workers: processes that encode (default: every CPU); 1 encodes in this process. The output is the same for
     any number of workers: batches of documents come back in order. A DIR already holding these very shards is
     checked and left alone; a DIR holding others is refused unless `overwrite`.
+
+    curate: drop exact and near duplicates, generated files and validation documents that overlap training
+    (`scratchlm.pretraining.curation`) before tokenizing; the index's "curation" entry says what went and why.
     """
     if not 0 < val_fraction < 1:
         raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
@@ -310,7 +324,8 @@ def prepare(
         raise DataError(f"{corpus.name} holds {n_docs} document(s); a train/val split by document needs at least 2")
     sep_ids, sep_text = separator_ids(tokenizer)
     dtype = shard_dtype(tokenizer.vocab_size)
-    settings = {"val_fraction": val_fraction, "seed": seed, "shard_tokens": shard_tokens}
+    settings = {"val_fraction": val_fraction, "seed": seed, "shard_tokens": shard_tokens,
+                "curation": curation_settings() if curate else None}  # fmt: skip
     tokenizer_entry = {
         "file": TOKENIZER_FILENAME,
         "sha256": hashlib.sha256(tokenizer_bytes).hexdigest(),
@@ -343,11 +358,14 @@ def prepare(
 
         writers = {split: _ShardWriter(out_dir, split, dtype, shard_tokens) for split in SPLITS}
         in_val = _val_rule(n_docs, seed, val_fraction)
-        position = 0
+        report = curate_documents(corpus.documents(), in_val, progress=progress) if curate else None
+        keep = report.keep if report is not None else [True] * n_docs
+        positions = iter([i for i, kept in enumerate(keep) if kept])  # the corpus positions of the kept documents
         start = time.perf_counter()
         desc = f"tokenizing ({workers} workers)"
-        bar = tqdm(total=n_bytes, unit="B", unit_scale=True, desc=desc, disable=not progress)
-        batches = _batches(corpus.documents())
+        kept_bytes = n_bytes - (sum(d.bytes for d in report.dropped) if report is not None else 0)
+        bar = tqdm(total=kept_bytes, unit="B", unit_scale=True, desc=desc, disable=not progress)
+        batches = _batches(doc for doc, kept in zip(corpus.documents(), keep, strict=True) if kept)
         pool = None
         try:
             if workers > 1:
@@ -360,12 +378,11 @@ def prepare(
                 )
             for encoded in encoded_batches:
                 for size, ids in encoded:
-                    writer = writers["val" if in_val(position) else "train"]
+                    writer = writers["val" if in_val(next(positions)) else "train"]
                     writer.add(sep_ids)
                     writer.add(ids)
                     writer.documents += 1
                     writer.bytes += size
-                    position += 1
                     bar.update(size)
             for writer in writers.values():
                 writer.flush()
@@ -378,8 +395,9 @@ def prepare(
         for split, writer in writers.items():
             if writer.documents == 0:
                 _remove_shards(out_dir, {"splits": {s: w.summary() for s, w in writers.items()}})
+                dropped = f", {n_docs - sum(keep)} dropped by curation" if report is not None else ""
                 raise DataError(
-                    f"the {split} split of {corpus.name} got no documents ({n_docs} in all, val_fraction="
+                    f"the {split} split of {corpus.name} got no documents ({n_docs} in all{dropped}, val_fraction="
                     f"{val_fraction}); use more documents or another val_fraction"
                 )
         with atomic_write(out_dir / TOKENIZER_FILENAME, "wb") as f:
@@ -393,6 +411,7 @@ def prepare(
             "source": source,
             "settings": settings,
             "splits": {split: writer.summary() for split, writer in writers.items()},
+            "curation": report.to_dict() if report is not None else None,
             "prepared": {"workers": workers, "seconds": round(seconds, 3)},
         }
         with atomic_write(out_dir / INDEX_FILENAME, "w", encoding="utf-8") as f:
