@@ -1,28 +1,33 @@
-"""Training speed of scratchlm's step against a nanoGPT-equivalent one, on the same batches, one step each in turn.
+"""Training speed of scratchlm's step against nanoGPT's own model.py, on the same batches, one step each in turn.
 
-    python bench/train_throughput.py                       # the reference CPU recipe, 1 and 2 threads
-    python bench/train_throughput.py --threads 1 --steps 400
-    python bench/train_throughput.py --busy-core           # the same while another process holds one core
-    python bench/train_throughput.py --profile --threads 1 # where each step's time goes, operator by operator
+    python bench/train_throughput.py --nanogpt ../nanoGPT            # the cpu preset's model, 1 thread, eager
+    python bench/train_throughput.py --compile                       # both sides through torch.compile
+    python bench/train_throughput.py --threads 1 2 --steps 400
+    python bench/train_throughput.py --busy-core                     # while another process holds one core
+    python bench/train_throughput.py --profile                       # where each step's time goes
 
 scratchlm's side is `train_step` on a `GPT` with `make_optimizer`, the calls `train` makes at every step. The
-other side is the same model written in this file the way nanoGPT writes it: one Linear for q, k and v,
-`scaled_dot_product_attention(is_causal=True)`, tanh GELU, pre-LayerNorm blocks with biases, a tied head, GPT-2
-initialisation, AdamW over nanoGPT's two decay groups (fused only on CUDA, so PyTorch's default AdamW on a CPU)
-and nanoGPT's step: forward, backward, clip the gradient norm to 1, step, zero_grad(set_to_none=True). Both start
-from the same weights and take the same batches and learning rates, so their losses must agree step by step (to
-float32 rounding: the sums are added in different orders); the script prints the largest difference.
+other side is nanoGPT's `GPT` from its `model.py` (found through --nanogpt; default: a `nanoGPT` checkout beside
+this repository), built from its `GPTConfig`, with the AdamW of its `configure_optimizers` (fused only on CUDA) and
+the step of its train.py: forward, backward, clip the gradient norm to 1, step, zero_grad(set_to_none=True). Its
+MLP's exact GELU is replaced by the tanh form scratchlm (and GPT-2) use, the one change, so both compute the same
+function. Both start from the same weights and take the same batches and learning rates, so their losses must
+agree step by step to float32 rounding; the script prints the largest difference.
 
 For each thread count the two alternate one step at a time, so a change in machine load hits both alike, and the
-median step time of each is compared; then `scratchlm.train` runs the same number of steps end to end. MFU is
-(6N + 12 L T C) FLOPs per token times tokens/s over the fastest fp32 matrix product measured here (a 1024^3
-product through MKL, PyTorch's default, and through oneDNN; on AMD processors the second is about twice the first).
+median step time of each is compared; then `scratchlm.train` runs the same number of steps end to end. With
+--compile each side's forward runs through `torch.compile` (nanoGPT's train.py compiles by default; scratchlm's
+`TrainConfig.compile`), and the first step's time, which includes compiling, is printed. MFU is
+(6N + 12 L T C) FLOPs per token times tokens/s over the fastest fp32 matrix product measured before the steps (a
+1024^3 product through MKL, PyTorch's default, and through oneDNN), measured again after them.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
+import io
 import math
 import os
 import platform
@@ -30,119 +35,66 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+from types import ModuleType
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 from scratchlm.data import get_batch, load_splits
 from scratchlm.model import GPT, GPTConfig
 from scratchlm.training import TrainConfig, autocast_for, lr_at, make_optimizer, train, train_step
 
-# ---- the nanoGPT-equivalent: the same function as scratchlm's GPT, written as nanoGPT writes it --------------
+DEFAULT_NANOGPT = Path(__file__).resolve().parents[1].parent / "nanoGPT"
+
+# ---- nanoGPT's own model.py, imported from a checkout ----------------------------------------------------------
 
 
-class LayerNormWithBias(nn.Module):
-    def __init__(self, n: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(n))
-        self.bias = nn.Parameter(torch.zeros(n))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
-
-
-class FusedQKVAttention(nn.Module):
-    def __init__(self, c: GPTConfig):
-        super().__init__()
-        self.n_head = c.n_head
-        self.c_attn = nn.Linear(c.n_embd, 3 * c.n_embd)
-        self.c_proj = nn.Linear(c.n_embd, c.n_embd)
-        self.attn_dropout, self.resid_dropout = nn.Dropout(c.dropout), nn.Dropout(c.dropout)
-        self.dropout = c.dropout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in self.c_attn(x).split(C, 2))
-        p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
-        return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
+def load_nanogpt(path: Path) -> ModuleType:
+    """nanoGPT's `model.py` from `path` (a checkout, or the file itself), imported as a module of its own."""
+    file = path / "model.py" if path.is_dir() else path
+    if not file.is_file():
+        sys.exit(f"no nanoGPT model.py at {file}: pass --nanogpt PATH to a checkout of github.com/karpathy/nanoGPT")
+    spec = importlib.util.spec_from_file_location("nanogpt_model", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-class FeedForward(nn.Module):
-    def __init__(self, c: GPTConfig):
-        super().__init__()
-        self.c_fc = nn.Linear(c.n_embd, 4 * c.n_embd)
-        self.gelu = nn.GELU(approximate="tanh")
-        self.c_proj = nn.Linear(4 * c.n_embd, c.n_embd)
-        self.dropout = nn.Dropout(c.dropout)
+def make_models(nanogpt: ModuleType, config: TrainConfig, model_config: GPTConfig):
+    """(scratchlm GPT, its optimizer, nanoGPT GPT, its optimizer), both models holding the same weights.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
-
-
-class PreLNBlock(nn.Module):
-    def __init__(self, c: GPTConfig):
-        super().__init__()
-        self.ln_1, self.attn = LayerNormWithBias(c.n_embd), FusedQKVAttention(c)
-        self.ln_2, self.mlp = LayerNormWithBias(c.n_embd), FeedForward(c)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
-
-
-class NanoStyleGPT(nn.Module):
-    """Parameter names as in GPT-2 (and scratchlm), so `load_state_dict` gives both the same weights."""
-
-    def __init__(self, c: GPTConfig):
-        super().__init__()
-        self.transformer = nn.ModuleDict(
-            dict(
-                wte=nn.Embedding(c.vocab_size, c.n_embd),
-                wpe=nn.Embedding(c.block_size, c.n_embd),
-                drop=nn.Dropout(c.dropout),
-                h=nn.ModuleList(PreLNBlock(c) for _ in range(c.n_layer)),
-                ln_f=LayerNormWithBias(c.n_embd),
+    nanoGPT is built from its GPTConfig and its AdamW from its `configure_optimizers` (fused only on CUDA). Its
+    MLP's exact GELU is swapped for the tanh approximation GPT-2 and scratchlm use, so that both compute the same
+    function and their losses can be checked step by step."""
+    cpu = torch.device("cpu")
+    torch.manual_seed(config.seed)
+    ours = GPT(model_config)
+    m = model_config
+    with contextlib.redirect_stdout(io.StringIO()):  # nanoGPT prints its parameter counts and AdamW choice
+        nano = nanogpt.GPT(
+            nanogpt.GPTConfig(
+                block_size=m.block_size,
+                vocab_size=m.vocab_size,
+                n_layer=m.n_layer,
+                n_head=m.n_head,
+                n_embd=m.n_embd,
+                dropout=m.dropout,
+                bias=m.bias,
             )
         )
-        self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, std=0.02)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, std=0.02 / math.sqrt(2 * c.n_layer))
-
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        T = idx.size(1)
-        pos = torch.arange(0, T, dtype=torch.long, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
-        for block in self.transformer.h:
-            x = block(x)
-        logits = self.lm_head(self.transformer.ln_f(x))
-        return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+        for block in nano.transformer.h:
+            block.mlp.gelu = torch.nn.GELU(approximate="tanh")
+        nano.load_state_dict(ours.state_dict())
+        nano_opt = nano.configure_optimizers(config.weight_decay, config.learning_rate, config.betas, "cpu")
+    return ours, make_optimizer(ours, config, cpu), nano, nano_opt
 
 
-def nano_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    extra = {"fused": True} if device.type == "cuda" else {}
-    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=config.betas, **extra)
-
-
-def nano_step(model: nn.Module, optimizer: torch.optim.Optimizer, x, y, lr: float, grad_clip: float) -> torch.Tensor:
-    """One iteration of nanoGPT's loop with one micro-batch (its GradScaler is disabled in float32: a no-op)."""
+def nano_step(model, optimizer: torch.optim.Optimizer, x, y, lr: float, grad_clip: float) -> torch.Tensor:
+    """One iteration of nanoGPT's train.py loop with one micro-batch (its GradScaler is disabled in float32)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     _, loss = model(x, y)
-    loss = loss / 1  # nanoGPT divides by gradient_accumulation_steps
+    loss = loss / 1  # train.py divides by gradient_accumulation_steps
     loss.backward()
     if grad_clip != 0.0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -154,29 +106,31 @@ def nano_step(model: nn.Module, optimizer: torch.optim.Optimizer, x, y, lr: floa
 # ---- measurements --------------------------------------------------------------------------------------------
 
 
-def make_steppers(config: TrainConfig, model_config: GPTConfig):
-    """{name: step(i, x, y) -> loss} for both implementations, starting from the same weights."""
-    cpu = torch.device("cpu")
-    torch.manual_seed(config.seed)
-    ours = GPT(model_config)
-    nano = NanoStyleGPT(model_config)
-    nano.load_state_dict(ours.state_dict())
-    ours_opt, nano_opt = make_optimizer(ours, config, cpu), nano_optimizer(nano, config, cpu)
-    autocast = autocast_for(cpu, config.dtype)
+def make_steppers(nanogpt: ModuleType, config: TrainConfig, model_config: GPTConfig, compile_both: bool):
+    """{name: step(i, x, y) -> loss} for both implementations, starting from the same weights. compile_both:
+    each side's forward runs through `torch.compile` (what nanoGPT's train.py does by default, and what
+    `TrainConfig.compile` does in `train`); the optimizers stay eager on both sides."""
+    ours, ours_opt, nano, nano_opt = make_models(nanogpt, config, model_config)
+    ours_fwd = torch.compile(ours) if compile_both else ours
+    nano_fwd = torch.compile(nano) if compile_both else nano
+    autocast = autocast_for(torch.device("cpu"), config.dtype)
 
     def step_ours(i: int, x, y) -> torch.Tensor:
         lr = lr_at(i, config)
-        return train_step(ours, ours_opt, [(x, y)], lr=lr, grad_clip=config.grad_clip, autocast=autocast).loss
+        return train_step(ours_fwd, ours_opt, [(x, y)], lr=lr, grad_clip=config.grad_clip, autocast=autocast).loss
 
     def step_nano(i: int, x, y) -> torch.Tensor:
-        return nano_step(nano, nano_opt, x, y, lr_at(i, config), config.grad_clip)
+        return nano_step(nano_fwd, nano_opt, x, y, lr_at(i, config), config.grad_clip)
 
-    return {"scratchlm": step_ours, "nanoGPT-equivalent": step_nano}
+    return {"scratchlm": step_ours, "nanoGPT": step_nano}
 
 
-def interleaved(config: TrainConfig, splits, steps: int) -> dict[str, dict[str, float]]:
-    """Median wall and CPU time per step of each implementation, stepping them in turn on the same batches."""
-    steppers = make_steppers(config, config.model_config(splits.tokenizer.vocab_size))
+def interleaved(
+    nanogpt: ModuleType, config: TrainConfig, splits, steps: int, compile_both: bool
+) -> dict[str, dict[str, float]]:
+    """Median wall and CPU time per step of each implementation, stepping them in turn on the same batches, and
+    the wall time of each one's first step (with compile_both, that is where `torch.compile` compiles)."""
+    steppers = make_steppers(nanogpt, config, config.model_config(splits.tokenizer.vocab_size), compile_both)
     generator = torch.Generator().manual_seed(config.seed)
     wall = {name: [] for name in steppers}
     cpu = {name: [] for name in steppers}
@@ -196,6 +150,7 @@ def interleaved(config: TrainConfig, splits, steps: int) -> dict[str, dict[str, 
         name: {
             "ms": 1000 * statistics.median(wall[name][skip:]),
             "cpu_ms": 1000 * statistics.median(cpu[name][skip:]),
+            "first_s": wall[name][0],
             "max_loss_gap": gap,
         }
         for name in steppers
@@ -254,13 +209,13 @@ CATEGORIES = {
 }
 
 
-def profile_steps(config: TrainConfig, splits, steps: int) -> None:
+def profile_steps(nanogpt: ModuleType, config: TrainConfig, splits, steps: int) -> None:
     """Where each implementation's step spends its time: per-operator self CPU time under torch.profiler, the
     same grouped by layer type, and the split into forward, backward and optimizer (clip, step, zero_grad)."""
     from torch.profiler import ProfilerActivity, profile
 
     model_config = config.model_config(splits.tokenizer.vocab_size)
-    steppers = make_steppers(config, model_config)
+    steppers = make_steppers(nanogpt, config, model_config, compile_both=False)
     generator = torch.Generator().manual_seed(config.seed)
     batches = [get_batch(splits.train, model_config.block_size, config.batch_size, generator) for _ in range(steps)]
     warm = max(1, steps // 5)
@@ -286,15 +241,8 @@ def profile_steps(config: TrainConfig, splits, steps: int) -> None:
         print(f"{group:>22}" + "".join(f"{g[group]:20.2f}" for g in grouped.values()))
 
     # forward / backward / optimizer: the same modules and optimizers, run phase by phase, interleaved
-    torch.manual_seed(config.seed)
-    ours = GPT(model_config)
-    nano = NanoStyleGPT(model_config)
-    nano.load_state_dict(ours.state_dict())
-    cpu = torch.device("cpu")
-    models = {
-        "scratchlm": (ours, make_optimizer(ours, config, cpu)),
-        "nanoGPT-equivalent": (nano, nano_optimizer(nano, config, cpu)),
-    }
+    ours, ours_opt, nano, nano_opt = make_models(nanogpt, config, model_config)
+    models = {"scratchlm": (ours, ours_opt), "nanoGPT": (nano, nano_opt)}
     phases = {name: {"forward": [], "backward": [], "optimizer": []} for name in models}
     for i, (x, y) in enumerate(batches):
         for name, (model, optimizer) in models.items():
@@ -318,17 +266,23 @@ def profile_steps(config: TrainConfig, splits, steps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=200, help="training steps per implementation (default 200)")
     parser.add_argument(
-        "--threads", type=int, nargs="+", default=[1, 2], help="thread counts to measure (default: 1 2)"
+        "--nanogpt",
+        type=Path,
+        default=DEFAULT_NANOGPT,
+        help=f"a nanoGPT checkout or its model.py (default: {DEFAULT_NANOGPT})",
     )
+    parser.add_argument("--steps", type=int, default=150, help="training steps per implementation (default 150)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="thread counts to measure (default: 1)")
+    parser.add_argument("--compile", action="store_true", help="run both sides' forward through torch.compile")
     parser.add_argument("--busy-core", action="store_true", help="keep one core busy with a spinning process meanwhile")
     parser.add_argument("--no-train", action="store_true", help="skip the end-to-end `scratchlm.train` run")
-    parser.add_argument("--profile", action="store_true", help="profile both steps instead of timing them")
+    parser.add_argument("--profile", action="store_true", help="profile both steps (eager) instead of timing them")
     args = parser.parse_args()
 
+    nanogpt = load_nanogpt(args.nanogpt)
     splits = load_splits("tinyshakespeare")
-    config = TrainConfig().replace(progress=False, device="cpu", eval_iters=20)  # the reference CPU recipe
+    config = TrainConfig.preset("cpu", progress=False, device="cpu", compile=args.compile)
     m = config.model_config(splits.tokenizer.vocab_size)
     flops_per_token = GPT(m).flops_per_token()
     cpu_name = platform.processor() or platform.machine()
@@ -337,8 +291,10 @@ def main() -> None:
         cpu_name = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
     print(
         f"{cpu_name}, {os.cpu_count()} CPUs; torch {torch.__version__}; load average {os.getloadavg()[0]:.2f}\n"
-        f"recipe: {m.n_layer} layers, {m.n_head} heads, {m.n_embd} dims, block {m.block_size}, batch "
-        f"{config.batch_size} ({config.tokens_per_step} tokens/step), {flops_per_token / 1e6:.2f} MFLOP/token"
+        f"nanoGPT: {args.nanogpt}; recipe: the cpu preset, {m.n_layer} layers, {m.n_head} heads, {m.n_embd} dims, "
+        f"block {m.block_size}, batch {config.batch_size} ({config.tokens_per_step} tokens/step), "
+        f"{flops_per_token / 1e6:.2f} MFLOP/token; "
+        + ("both sides torch.compile'd" if args.compile else "both sides eager")
         + ("; one core kept busy by another process" if args.busy_core else "")
     )
 
@@ -347,24 +303,27 @@ def main() -> None:
             torch.set_num_threads(threads)
             if args.profile:
                 print(f"\n==== {threads} thread(s) ====")
-                profile_steps(config, splits, min(args.steps, 60))
+                profile_steps(nanogpt, config, splits, min(args.steps, 60))
                 continue
             peaks = measure_peak_flops()
             peak = max(peaks.values())
-            results = interleaved(config, splits, args.steps)
+            results = interleaved(nanogpt, config, splits, args.steps, args.compile)
+            peaks_after = measure_peak_flops()
             print(
-                f"\n{threads} thread(s): fp32 GEMM peak {peak / 1e9:.0f} GFLOP/s ("
-                + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in peaks.items())
-                + f"); {args.steps} interleaved steps each, load average {os.getloadavg()[0]:.2f}"
+                f"\n{threads} thread(s): fp32 GEMM peak before/after "
+                + ", ".join(f"{k} {peaks[k] / 1e9:.0f}/{peaks_after[k] / 1e9:.0f}" for k in peaks)
+                + f" GFLOP/s; {args.steps} interleaved steps each, load average {os.getloadavg()[0]:.2f}"
             )
-            print(f"{'implementation':>20} {'ms/step':>8} {'CPU ms':>7} {'tokens/s':>9} {'MFU':>6}")
+            print(f"{'implementation':>14} {'ms/step':>8} {'CPU ms':>7} {'tokens/s':>9} {'MFU':>6} {'1st step s':>10}")
             for name, r in results.items():
                 tokens_per_s = config.tokens_per_step / (r["ms"] / 1000)
                 mfu = flops_per_token * tokens_per_s / peak
-                print(f"{name:>20} {r['ms']:8.2f} {r['cpu_ms']:7.2f} {tokens_per_s:9,.0f} {mfu:6.1%}")
-            ours, nano = results["scratchlm"], results["nanoGPT-equivalent"]
+                print(
+                    f"{name:>14} {r['ms']:8.2f} {r['cpu_ms']:7.2f} {tokens_per_s:9,.0f} {mfu:6.1%} {r['first_s']:10.2f}"
+                )
+            ours, nano = results["scratchlm"], results["nanoGPT"]
             print(
-                f"scratchlm's train_step is {nano['ms'] / ours['ms']:.2f}x the nanoGPT-equivalent's speed; "
+                f"scratchlm's train_step is {nano['ms'] / ours['ms']:.2f}x nanoGPT's speed; "
                 f"their losses differ by at most {ours['max_loss_gap']:.1e} over the {args.steps} steps"
             )
             if not args.no_train:

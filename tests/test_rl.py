@@ -166,3 +166,63 @@ def test_grpo_and_dpo_update_the_policy_through_train_step(tokenizer):
         train_step(dpo, optimizer, (batch.x, targets))
     assert dpo.last.margin.item() > 0 and dpo.last.accuracy.item() == 1.0
     assert F.logsigmoid(torch.tensor(0.0)).item() == pytest.approx(-math.log(2))
+
+
+# ------------------------------------------------------------------------------------------------ the rl command
+
+
+@pytest.fixture
+def sft_checkpoint(tmp_path, tokenizer) -> str:
+    """An (untrained) chat checkpoint: a tiny GPT whose tokenizer has the chat tokens."""
+    from scratchlm import checkpoint
+
+    path = tmp_path / "sft" / "ckpt.pt"
+    checkpoint.save(path, tiny_gpt(tokenizer.vocab_size), tokenizer=tokenizer)
+    return str(path)
+
+
+RL_FAST = ["--items", "2", "--k", "3", "--updates", "2", "--eval-interval", "2", "--max-new-tokens", "4",
+           "--val-per-skill", "1", "--learning-rate", "1e-2", "--min-lr", "1e-2", "--no-progress"]  # fmt: skip
+
+
+def _steps(out) -> list[dict]:
+    import json
+
+    lines = (out / "rl_steps.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "tokens_per_s"} for line in lines]
+
+
+@pytest.mark.parametrize("method", ["grpo", "dpo"])
+def test_rl_logs_each_step_resumes_exactly_and_never_clobbers(method, sft_checkpoint, tmp_path, capsys):
+    from scratchlm import checkpoint
+    from scratchlm.cli import main
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    common = ["--sft", sft_checkpoint, "--method", method, *RL_FAST]
+    assert main(["rl", *common, "--out", str(straight), "--max-iters", "4"]) == 0
+    steps = _steps(straight)
+    assert [s["step"] for s in steps] == [1, 2, 3, 4]
+    assert {"reward", "accuracy", "kl", "answer_length"} <= set(steps[0])
+    assert steps[0]["kl"] == pytest.approx(0, abs=1e-6)  # the policy starts as the reference
+    if method == "dpo":
+        assert {"pairs", "margin", "pair_accuracy"} <= set(steps[-1])
+
+    assert main(["rl", *common, "--out", str(resumed), "--max-iters", "2"]) == 0
+    assert main(["rl", *common, "--out", str(resumed), "--max-iters", "2"]) == 2
+    assert "already holds a training run" in capsys.readouterr().err
+    assert main(["rl", "--out", str(resumed), "--resume", "--max-iters", "4", "--no-progress"]) == 0
+    assert _steps(resumed) == steps
+    a, b = checkpoint.load(straight / "ckpt.pt"), checkpoint.load(resumed / "ckpt.pt")
+    assert all(torch.equal(a.model_state[k], b.model_state[k]) for k in a.model_state)
+
+
+def test_rl_refuses_a_base_model_and_a_misaligned_eval_interval_in_one_line(tmp_path, capsys):
+    from scratchlm import checkpoint
+    from scratchlm.cli import main
+
+    base = tmp_path / "base" / "ckpt.pt"
+    checkpoint.save(base, tiny_gpt(len(ALPHABET)), tokenizer=CharTokenizer(ALPHABET))
+    assert main(["rl", "--sft", str(base), "--out", str(tmp_path / "o"), *RL_FAST]) == 2
+    assert "no chat tokens" in capsys.readouterr().err
+    assert main(["rl", "--sft", str(base), "--out", str(tmp_path / "p"), "--updates", "3", "--eval-interval", "4"]) == 2
+    assert "multiple of updates" in capsys.readouterr().err

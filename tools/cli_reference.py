@@ -48,6 +48,11 @@ EXAMPLES: dict[str, list[str]] = {
         "python -m scratchlm sft --base cpu-run --data chats.jsonl --lora-rank 8 --lr 3e-3 --out out/sft-lora",
         "python -m scratchlm sft --resume --out out/sft --max-iters 1200",
     ],
+    "rl": [
+        "python -m scratchlm rl --sft out/sft --method grpo --out out/grpo",
+        "python -m scratchlm rl --sft out/sft --method dpo --beta 0.1 --out out/dpo",
+        "python -m scratchlm rl --resume --out out/grpo --max-iters 80",
+    ],
     "chat": ["python -m scratchlm chat --ckpt out/sft", 'python -m scratchlm chat --ckpt out/sft --system "Be brief."'],
 }
 

@@ -23,14 +23,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from scratchlm.cli import chat, data, evaluate, ladder, prepare, pretrain, sample, sft, sweep, tokenizer, train
+    from scratchlm.cli import chat, data, evaluate, ladder, prepare, pretrain, rl, sample, sft, sweep, tokenizer, train
 
     parser = _Parser(
         prog="python -m scratchlm",
         description="Train, sample from and inspect the course's language models.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (train, sample, tokenizer, data, sweep, prepare, pretrain, ladder, evaluate, sft, chat):
+    for module in (train, sample, tokenizer, data, sweep, prepare, pretrain, ladder, evaluate, sft, rl, chat):
         module.register(subparsers)
     return parser
 

@@ -1,0 +1,70 @@
+"""`python -m scratchlm rl`: GRPO or DPO from an SFT checkpoint, with `train`'s run rules.
+
+A checkpoint and metrics.jsonl (train_loss: the batch's mean reward, val_loss: held-out greedy accuracy) in --out at
+every evaluation, rl_steps.jsonl with each step's reward, accuracy, KL, answer length and tokens/s; an --out that
+holds a run refused unless --resume or --overwrite; Ctrl-C saves first.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from scratchlm import checkpoint
+from scratchlm.cli.args import add_threads_argument
+from scratchlm.errors import CheckpointError, ScratchLMError
+from scratchlm.options import add_arguments, given_options
+from scratchlm.posttraining.rl import RL_TRAIN, RLConfig, prepare_rl
+from scratchlm.runtime import configure_threads, get_device
+from scratchlm.training import TrainConfig, run_training
+
+DEFAULT_OUT = "out/rl"
+NOT_TRAINING_FLAGS = ("data", "tokenizer", "val_fraction")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "rl",
+        help="GRPO or DPO on the task suite's verifiable rewards, from an SFT checkpoint",
+        description=(
+            "Reinforcement learning from verifiable rewards: the SFT model samples k answers per training item, "
+            "the task verifiers score them, and the policy is updated by GRPO (group-relative advantages, clipped "
+            "ratio, k3 KL to the SFT model) or DPO (a correct answer preferred over a wrong one)."
+        ),
+    )
+    add_threads_argument(p)
+    add_arguments(p, RLConfig, title="reinforcement learning")
+    add_arguments(p, TrainConfig, title="training", exclude=NOT_TRAINING_FLAGS)
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace, saved: checkpoint.Checkpoint | None = None) -> RLConfig:
+    overrides = {**given_options(args, RLConfig), **given_options(args, TrainConfig, exclude=NOT_TRAINING_FLAGS)}
+    overrides.setdefault("out_dir", DEFAULT_OUT)
+    if saved is None:
+        sft = overrides.pop("sft", None)
+        return RLConfig(sft=sft, train=RL_TRAIN.replace(out_dir=overrides["out_dir"])).replace(**overrides)
+    try:
+        config = RLConfig.from_dict(saved.config)
+    except (TypeError, AttributeError, ScratchLMError) as e:
+        raise CheckpointError(f"{saved.path} is not an RL run this scratchlm can resume ({e})") from None
+    return config.replace(**overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    device = get_device(args.device)
+    saved = checkpoint.load(Path(args.out_dir or DEFAULT_OUT) / checkpoint.FILENAME) if args.resume else None
+    config = config_from_args(args, saved)
+    threads = configure_threads(args.threads)
+    run_ = prepare_rl(config, checkpoint=saved, device=device)
+    print(
+        f"{config.method} from {config.sft}: {config.items} items x {config.k} answers per batch, {config.updates} "
+        f"updates each, {config.train.max_iters} steps on {device} ({threads} threads); out {config.train.out_dir}/"
+    )
+    result = run_training(run_)
+    for s in run_.step_stats[-3:]:
+        print("  " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in s.items()))
+    if result.metrics:
+        print(f"held-out greedy accuracy at step {result.metrics[-1]['step']}: {result.metrics[-1]['val_loss']:.1%}")
+    print(f"checkpoint: {result.checkpoint_path}")
+    return 0
