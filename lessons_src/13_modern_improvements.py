@@ -179,11 +179,14 @@ print(
 )
 
 # %% [markdown]
-# The norm alone is cheaper without its mean, but the nine norms of this GPT are a small part of a step that is
-# mostly matrix products and attention, so the whole step barely changes (the ratio above; on a GPU, where a
-# norm is a memory-bound kernel, the saving is likewise a fraction of the norm's own time). RMSNorm's case is
-# not speed at this size; it is that the centring turned out not to be needed. Whether it costs quality here is
-# a question for the ladder (section 6).
+# The folklore says RMSNorm is cheaper. Here it is not, and the reason is worth knowing: PyTorch's LayerNorm is one
+# fused kernel on the CPU, while `F.rms_norm` (in this PyTorch, on this device) is built from several element-wise
+# operations, each a pass over the activations, so the norm with less arithmetic takes longer (the two lines
+# above), and the whole step a little longer too. Counting operations predicts a saving; measuring shows what the
+# kernels make of it. On a GPU both are fused (and `torch.compile` fuses RMSNorm on a CPU too), and there the saving
+# is a fraction of the norm's own, already small, time. RMSNorm's case is not speed at this size: it is that the
+# centring turned out not to be needed. Whether dropping it costs quality here is a question for the ladder
+# (section 6).
 #
 # ## 2 · SiLU, SwiGLU and ReLU²
 #
@@ -350,11 +353,15 @@ print(
 )
 
 # %% [markdown]
-# Read the two panels together. Without QK-norm the largest logit grows with the learning rate; with it the logits
-# stay bounded by the normalisation (their size is now set by the learned gains alone). What that does to the
-# usable range of learning rates is in the left panel: compare the lowest loss of each curve and how fast each
-# rises past its best learning rate. This is one seed of a short run on a two-layer model: read differences of a
-# few hundredths of a nat as ties.
+# Read the two panels together. Without QK-norm the largest logit grows with the learning rate, from 12 at 3e-3 to
+# about 300 at 3e-2 and over 10,000 at 1e-1, where the softmax is a hard one-hot and the loss collapses to 2.94.
+# With QK-norm the logits stay below 8 at every learning rate (bounded by the normalisation and the learned gains),
+# and the run at 1e-1 still trains (2.41). So QK-norm does what it promises: it removes the instability and widens
+# the range of learning rates that do not blow up. It did not buy a better optimum here: at the best learning rate
+# (1e-2 for both) the run without it is lower, 2.19 against 2.27. A plausible reason, not tested here: with gains
+# starting at 1 the largest logit is about √D = 4 at first, a soft attention that these short runs do not have
+# the steps to sharpen. One seed of a 500-step, two-layer run: the collapse at 1e-1 is unmistakable, the gap at
+# 1e-2 is a hint, and the ladder (section 6) gives QK-norm its longer, seeded test.
 #
 # ## 4 · Untied heads, no biases, and `arch="llama"`
 #
@@ -490,18 +497,24 @@ ax.set_ylabel("singular value / largest")
 ax.set_title("block 0, MLP c_fc (320 × 80): the spectrum of each update")
 ax.legend()
 plt.show()
-s_adam, s_muon = torch.linalg.svdvals(adam_update), torch.linalg.svdvals(muon_update)
-print(
-    f"largest / smallest singular value: gradient {torch.linalg.svdvals(g)[0] / torch.linalg.svdvals(g)[-1]:.0f}, "
-    f"AdamW {s_adam[0] / s_adam[-1]:.1f}, Muon {s_muon[0] / s_muon[-1]:.2f}"
-)
+s_grad, s_adam, s_muon = (torch.linalg.svdvals(u) for u in (g, adam_update, muon_update))
+in_band = ((s_muon >= QUINTIC_BAND[0]) & (s_muon <= QUINTIC_BAND[1])).sum().item()
+for name, s_ in (("gradient", s_grad), ("AdamW", s_adam), ("Muon", s_muon)):
+    print(
+        f"{name:>8}: median / largest singular value {s_.median() / s_[0]:.3f}, smallest / largest {s_[-1] / s_[0]:.1e}"
+    )
+print(f"Muon: {in_band} of {len(s_muon)} singular values in the band {QUINTIC_BAND}")
 
 # %% [markdown]
-# The gradient's spectrum falls by orders of magnitude; AdamW's sign-like update flattens it partly (the sign
-# of a low-rank matrix is not low-rank), and Muon's flattens it to the band: every direction gets a step of
-# the same size. Embeddings, the output head and the vectors (norm gains, biases) are not hidden matrices, so
-# the library's `TrainConfig(optimizer="muon")` leaves them to AdamW and gives Muon the rest at its own learning
-# rate `muon_lr`; q, k and v, fused in `c_attn`, are orthogonalised as three matrices.
+# The gradient's spectrum falls steeply: its median singular value is a small fraction of its largest. AdamW's
+# sign-like update flattens it only partly (the sign of a matrix is not an orthogonal matrix), and Muon's puts
+# every direction but one into the band: each gets a step of the same size. The one left out is no accident.
+# At initialisation every LayerNorm outputs vectors of exactly zero mean (its gain is 1 and its bias 0), so the
+# input to `c_fc` lies in a 79-dimensional subspace, the gradient has rank 79, and its 80th singular value is
+# rounding noise; Newton–Schulz only amplifies a value that small (by about 3.4445⁵ ≈ 490), it does not invent a
+# direction. Embeddings, the output head and the vectors (norm gains, biases) are not hidden matrices, so the
+# library's `TrainConfig(optimizer="muon")` leaves them to AdamW and gives Muon the rest at its own learning rate
+# `muon_lr`; q, k and v, fused in `c_attn`, are orthogonalised as three matrices.
 #
 # Muon's extra work is five small matrix iterations per hidden matrix per step. Its cost per training step:
 
@@ -550,12 +563,36 @@ if committed:
             )
 
 # %% [markdown]
-# LADDER_PROSE
+# What the seeds support (differences of means against `gpt`, whose two seeds themselves span 0.047): **Muon**
+# (−0.19 bits per byte) and the **modern** rung that combines everything (−0.30) are far outside every spread, and
+# so is **llama** (−0.13), most of which is RoPE's (lesson 08's rung: −0.11). **SwiGLU** is a little better
+# (−0.04, its three seeds within 0.024). **RMSNorm, ReLU², QK-norm, the untied head and dropping biases** are ties
+# at this size: none moves the mean by more than the seeds do. That is the folklore that did not reproduce here,
+# and it need not: those changes are argued for stability and efficiency at scale (fewer operations, no bias
+# parameters, stable logits at high learning rates), not for a better loss at 0.3M parameters. Two caveats. The
+# ladder compares at equal *steps*, and a Muon step cost 1.4x an AdamW step above, so at equal wall time Muon's gain
+# shrinks (`bench/speedrun.py` makes that comparison; exercise 4). And the lesson-13 rungs were measured on another
+# day and processor than the lesson 01–09 rungs; the same code gives other per-seed values there (see
+# `docs/ladder.md`), so compare means with their spreads.
 
 # %% [markdown]
 # ## Summary
 #
-# SUMMARY_PROSE
+# - **RMSNorm** drops LayerNorm's centring and bias: equal to LayerNorm on zero-mean input. It is not faster here:
+#   PyTorch's CPU LayerNorm is one fused kernel, `F.rms_norm` several passes, so fewer operations took more time. On
+#   the ladder it is a tie with LayerNorm.
+# - **SwiGLU** gates one projection with the SiLU of another; at equal parameters (hidden width 8C/3, rounded to 8)
+#   it was the one MLP change that beat GELU on the ladder, by 0.04 bits per byte. **ReLU²** tied.
+# - **QK-norm** RMS-normalises queries and keys per head: the attention logits stayed below 8 where without it they
+#   reached 10⁴ and the run collapsed at a learning rate of 0.1. It widened the usable range of learning rates but
+#   did not lower the best loss in one 500-step seed, and it tied on the ladder.
+# - **Untied heads** and **no biases** are ties at this size; `arch="llama"` names RMSNorm + SwiGLU + RoPE + no
+#   biases + untied in one word, and converts to Hugging Face's `LlamaForCausalLM`.
+# - **Muon** steps each hidden matrix along the orthogonal part of its momentum, computed by five quintic
+#   Newton–Schulz iterations (derived from the polar decomposition: an odd polynomial acts on the singular values
+#   alone). Its update has every non-null singular value in the band [0.68, 1.21]. At equal steps it was the largest
+#   single gain on the ladder (−0.19 bits per byte), at 1.4x the time per step here; everything together, the
+#   `modern` rung, −0.30.
 #
 # ## Exercises
 #
