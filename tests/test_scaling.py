@@ -27,6 +27,7 @@ from scratchlm.scaling import (
     SweepGrid,
     append_result,
     attention_flops_per_token,
+    bootstrap_isoflop_exponents,
     fit_isoflop,
     fit_isoflops,
     fit_loss_law,
@@ -40,6 +41,7 @@ from scratchlm.scaling import (
     read_results,
     run_sweep,
     sweep_grid,
+    sweep_splits,
 )
 from scratchlm.training import Callback
 
@@ -112,6 +114,31 @@ def isoflop_design(law: LossLaw, budgets, sizes_per_budget=7, spread=0.6):
 
 def noisy(losses, sigma, seed=0):
     return losses * np.exp(np.random.default_rng(seed).normal(0.0, sigma, len(losses)))
+
+
+def test_bootstrap_intervals_cover_the_true_exponents_and_widen_with_noise():
+    budgets, sizes, tokens = isoflop_design(CHINCHILLA, np.logspace(18, 21, 4))
+    losses = noisy(CHINCHILLA(sizes, tokens), sigma=0.002)
+    a_runs, b_runs = bootstrap_isoflop_exponents(budgets, sizes, tokens, losses, resamples=300)
+    fit = fit_isoflops(budgets, sizes, tokens, losses)
+    assert a_runs.estimate == fit.n_opt.exponent and b_runs.estimate == fit.d_opt.exponent
+    assert a_runs.low < a_runs.estimate < a_runs.high
+    assert CHINCHILLA.a in a_runs and CHINCHILLA.b in b_runs
+    assert a_runs.resamples + a_runs.failed == 300
+    small, _ = bootstrap_isoflop_exponents(budgets, sizes, tokens, losses, noise_sd=0.001, resamples=300)
+    large, _ = bootstrap_isoflop_exponents(budgets, sizes, tokens, losses, noise_sd=0.01, resamples=300)
+    assert 0 < small.high - small.low < large.high - large.low
+    exact, _ = bootstrap_isoflop_exponents(budgets, sizes, tokens, losses, noise_sd=0.0, resamples=20)
+    assert exact.low == pytest.approx(exact.estimate) and exact.high == pytest.approx(exact.estimate)
+    with pytest.raises(FitError, match="valid"):
+        bootstrap_isoflop_exponents([1e12] * 4, [1e4, 2e4, 4e4, 8e4], [1e6, 5e5, 2.5e5, 1.25e5], [2, 2.1, 2.3, 2.6])
+
+
+def test_isoflop_residuals_are_the_runs_minus_the_parabola():
+    sizes, tokens, losses = [1e4, 2e4, 4e4, 8e4], [8e6, 4e6, 2e6, 1e6], [2.3, 2.1, 2.15, 2.2]
+    profile = fit_isoflop(1e12, sizes, tokens, losses)
+    np.testing.assert_allclose(profile.residuals, np.array(losses) - profile.n_curve(np.array(sizes)))
+    assert abs(profile.residuals.sum()) < 1e-9  # least squares with a constant term: the residuals sum to zero
 
 
 def test_power_law_and_parabola_recover_exact_values():
@@ -203,7 +230,7 @@ def test_compute_optimal_closed_form_minimises_the_law_on_its_budget():
 
 
 def test_grid_points_spend_their_budget_on_their_own_schedule():
-    grid = sweep_grid("cpu")
+    grid = sweep_grid("cpu", max_epochs=None)
     points = grid.points(vocab_size=65)
     assert len({p.key for p in points}) == len(points)
     small_budget = grid.replace(budgets=(1e10, *grid.budgets))  # too small for the widest models
@@ -257,6 +284,55 @@ class CrashAt(Callback):
     def on_step(self, run, result):
         if Path(run.out_dir).name == self.key and run.step == self.step:
             raise RuntimeError("simulated crash")
+
+
+def test_grid_leaves_out_points_that_repeat_the_data_more_than_max_epochs():
+    """The bug: the gpu grid read Tiny Shakespeare 81-3,315 times at 1e16 FLOPs, measuring memorisation."""
+    train_tokens = 1_003_854  # Tiny Shakespeare's training split, in characters
+    uncapped = sweep_grid("cpu", max_epochs=None).points(65)
+    capped = sweep_grid("cpu").points(65, train_tokens)
+    assert {p.key for p in uncapped} - {p.key for p in capped} == {"L3-w16-C2e+12"}  # 19.5 epochs
+    assert all(p.tokens <= 10 * train_tokens for p in capped)
+    with pytest.raises(ConfigError, match="train_tokens"):
+        sweep_grid("cpu").points(65)
+    gpu = sweep_grid("gpu")
+    stdlib_train = 11_939_158  # characters of CPython 3.11's standard library, prepare's training split
+    points = gpu.points(222, stdlib_train)
+    assert points and all(p.tokens <= 4 * stdlib_train for p in points)
+    for budget in gpu.budgets:  # every profile keeps enough sizes for a parabola
+        assert len({p.width for p in points if p.budget == budget}) >= 3
+
+
+def test_grid_seeds_are_separate_points_with_their_own_keys():
+    grid = sweep_grid("smoke", seeds=3)
+    points = grid.points(65)
+    one_seed = sweep_grid("smoke").points(65)
+    assert len(points) == 3 * len(one_seed)
+    assert {p.seed for p in points} == {grid.seed, grid.seed + 1, grid.seed + 2}
+    assert {p.key for p in points if p.seed == grid.seed} == {p.key for p in one_seed}  # old results still match
+    assert all(p.key.endswith(f"-s{p.seed}") for p in points if p.seed != grid.seed)
+    assert len({p.key for p in points}) == len(points)
+    assert all(p.config.seed == p.seed for p in points)
+
+
+def test_sweep_splits_reads_text_and_prepared_shards(tmp_path):
+    from scratchlm.pretraining.shards import prepare
+
+    path = tmp_path / "paragraphs.txt"
+    path.write_text("\n\n".join(f"Paragraph {i}: to be, or not to be." for i in range(300)), encoding="utf-8")
+    text = sweep_splits(str(path))
+    assert len(text.train) + len(text.val) == len(path.read_text())
+    prepare(str(path), "char", tmp_path / "shards", workers=1, progress=False)
+    shards = sweep_splits(tmp_path / "shards")
+    assert shards.train.dtype == torch.long and len(shards.train) > 0 and len(shards.val) > 0
+    assert shards.tokenizer.decode(shards.train[2:20].tolist()) in path.read_text()  # after the "\\n\\n" separator
+    documents = tmp_path / "documents"  # a corpus for prepare, not a text file: prepared into the sweep's folder
+    documents.mkdir()
+    for i in range(3):
+        (documents / f"{i}.txt").write_text(f"document {i}\n" * 40, encoding="utf-8")
+    prepared = sweep_splits(documents, tmp_path / "sweep")
+    assert (tmp_path / "sweep" / "data" / "index.json").is_file()
+    assert len(prepared.train) + len(prepared.val) > 3 * 40 * len("document 0\n")
 
 
 class Steps(Callback):

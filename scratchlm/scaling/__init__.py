@@ -11,12 +11,14 @@ from scratchlm.scaling.fits import (
     BESIROGLU,
     CHINCHILLA,
     FitError,
+    Interval,
     IsoFLOPFit,
     IsoFLOPProfile,
     LossLaw,
     LossLawFit,
     Parabola,
     PowerLaw,
+    bootstrap_isoflop_exponents,
     fit_isoflop,
     fit_isoflops,
     fit_loss_law,
@@ -43,6 +45,7 @@ from scratchlm.scaling.sweep import (
     run_point,
     run_sweep,
     sweep_grid,
+    sweep_splits,
 )
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "GRIDS",
     "RESULTS_FILENAME",
     "FitError",
+    "Interval",
     "IsoFLOPFit",
     "IsoFLOPProfile",
     "LossLaw",
@@ -62,6 +66,7 @@ __all__ = [
     "SweepPoint",
     "append_result",
     "attention_flops_per_token",
+    "bootstrap_isoflop_exponents",
     "fit_isoflop",
     "fit_isoflops",
     "fit_loss_law",
@@ -76,5 +81,6 @@ __all__ = [
     "run_point",
     "run_sweep",
     "sweep_grid",
+    "sweep_splits",
     "training_flops",
 ]
