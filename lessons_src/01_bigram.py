@@ -228,13 +228,24 @@ print([(labels[k // V] + labels[k % V], n) for n, k in zip(top.values.tolist(), 
 
 # %%
 groups = [tok.stoi["A"] - 0.5, tok.stoi["a"] - 0.5]  # borders: symbols | capitals | small letters
+TICK_CHARS = "\n ,.AEIOTaehioqtu"  # 65 labels on one axis are unreadable: name these, mark every character
+
+
+def label_characters(ax, fontsize=9):
+    """Name a few characters on both axes of a V x V map (a short tick for every one of them)."""
+    ticks = [tok.stoi[c] for c in TICK_CHARS if c in tok.stoi]
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_ticks(ticks, [labels[i] for i in ticks], fontsize=fontsize)
+        axis.set_ticks(range(V), minor=True)
+    ax.tick_params(which="minor", length=2)
+
+
 fig, ax = plt.subplots(figsize=(10.5, 9.5))
 im = ax.imshow(train_counts.numpy(), norm=LogNorm(vmin=1), cmap="viridis")
 for b in groups:
     ax.axhline(b, color="gray", lw=0.6)
     ax.axvline(b, color="gray", lw=0.6)
-ax.set_xticks(range(V), labels, fontsize=7.5)
-ax.set_yticks(range(V), labels, fontsize=7.5)
+label_characters(ax)
 ax.set_xlabel("next character $j$")
 ax.set_ylabel("current character $i$")
 ax.set_title("Bigram counts $N_{ij}$ in the training split (log scale, white = 0)")
@@ -698,8 +709,7 @@ for ax, probs_, title in [
     (axes[1], learned, "learned: softmax of the logits table"),
 ]:
     im = ax.imshow(probs_.numpy(), norm=norm, cmap="viridis")
-    ax.set_xticks(range(V), labels, fontsize=6)
-    ax.set_yticks(range(V), labels, fontsize=6)
+    label_characters(ax, fontsize=8)
     ax.set_xlabel("next character")
     ax.set_ylabel("current character")
     ax.set_title(title)

@@ -67,6 +67,7 @@ import itertools
 import math
 import os
 import re
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -1051,6 +1052,7 @@ assert resumed.metrics[: len(metrics)] == metrics, "the old records come back fr
 assert resumed.metrics[-1]["step"] == train_config.max_iters + MORE_STEPS
 assert all(m["lr"] == resume_config.min_lr for m in resumed.metrics[len(metrics) :])
 assert len(resumed.step_losses) == train_config.max_iters + MORE_STEPS
+shutil.rmtree(OUT_DIR)  # this run's checkpoints are not needed any more: leave no folder behind in the temp dir
 
 # %% [markdown]
 # The metrics carry on from the first run's last step, with its records intact, and the new steps run at
