@@ -815,8 +815,6 @@ for kind in KINDS:  # every BPE run learned, and read or spent what its budget s
 #
 # ## 7 · Samples
 #
-# ## 7 · Samples
-#
 # The vocabulary with the fewest bits per byte (seed 1337's model), next to the character model, each writing
 # about 500 bytes from the same prompt with the same seed (temperature 1, no top-k: the model's own
 # distribution; `use_cache=False`, the plain loop of lesson 04, since the KV cache is lesson 09's).

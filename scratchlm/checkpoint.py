@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import shutil
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -210,8 +211,23 @@ def save(
         try:
             torch.save(payload, f)
         except RuntimeError as e:  # torch reports a failed write (a full disk) as RuntimeError, not OSError
-            raise CheckpointError(f"could not write {path}: {_reason(e)}") from None
+            raise CheckpointError(f"could not write {path}: {_write_failure(e, path.parent)}") from None
     return path
+
+
+FULL_DISK_BYTES = 1 << 20  # less free space than this after a failed write: the disk is what failed
+
+
+def _write_failure(error: RuntimeError, folder: Path) -> str:
+    """Why torch.save failed, in words: a full disk reads as "unexpected pos 92224 vs 92112" or "failed writing
+    file" from torch's zip writer, so when the folder's disk is (nearly) full, say that instead."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if free is not None and free < FULL_DISK_BYTES:
+        return f"No space left on device ({free:,} bytes free in {folder})"
+    return _reason(error)
 
 
 def _reason(error: BaseException) -> str:

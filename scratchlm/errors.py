@@ -28,3 +28,7 @@ class CheckpointError(ScratchLMError):
 
 class OutputError(ScratchLMError):
     """A file that cannot be written: no permission, a missing drive, a full disk, a folder in its place."""
+
+
+class ConversationError(ScratchLMError, ValueError):
+    """A conversation that breaks the chat format: an unknown role, no assistant turn, too long for the context."""

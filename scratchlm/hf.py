@@ -1,6 +1,10 @@
-"""Converting between our `GPT` and Hugging Face's `GPT2LMHeadModel` (needs `transformers`).
+"""Converting between our `GPT` and Hugging Face's models (needs `transformers`): `to_hf` and `from_hf`.
 
-The two share the architecture and the parameter names; the differences are bookkeeping:
+A GPT-2-style `GPT` (LayerNorm, GELU) converts to `GPT2LMHeadModel`; a Llama-style one (RMSNorm and SwiGLU,
+`GPTConfig(arch="llama")`) to `LlamaForCausalLM`, or to `Qwen3ForCausalLM` when it has QK-norm (`hf_llama` holds
+that mapping, including the reordering of RoPE's channels). `from_hf` takes any of the three back.
+
+GPT-2's and ours share the architecture and the parameter names; the differences are bookkeeping:
 - HF's GPT-2 implements its Linear layers as `Conv1D`, which stores the weight as (in, out) where
   `nn.Linear` stores (out, in), so the four projection matrices of each block are transposed;
 - GPT-2's activation is "gelu_new", the tanh approximation of GELU, which our MLP uses as well;
@@ -15,10 +19,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from scratchlm.errors import ConfigError, ScratchLMError
+from scratchlm.hf_llama import LLAMA_TYPES, llama_from_hf, llama_to_hf
 from scratchlm.model import GPT, GPTConfig
 
 if TYPE_CHECKING:
-    from transformers import GPT2LMHeadModel
+    from transformers import PreTrainedModel
 
 # parameters stored as Conv1D (in, out) by HF and as nn.Linear (out, in) by us
 _TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -50,10 +55,21 @@ def _copy_weights(source: dict[str, torch.Tensor], target: torch.nn.Module) -> N
             param.copy_(tensor)
 
 
-def to_hf(model: GPT) -> GPT2LMHeadModel:
-    """A `GPT2LMHeadModel` computing the same function as `model` (float32, in eval mode)."""
+def to_hf(model: GPT) -> PreTrainedModel:
+    """A Hugging Face model computing the same function as `model` (float32, in eval mode): a
+    `LlamaForCausalLM` (`Qwen3ForCausalLM` with qk_norm) for an RMSNorm + SwiGLU model, else a `GPT2LMHeadModel`.
+    A configuration the chosen model cannot represent raises `ConfigError` naming the field."""
     transformers = _transformers()
     c = model.config
+    if c.norm == "rmsnorm" and c.mlp == "swiglu":
+        return llama_to_hf(model)
+    modern = {"norm": "layernorm", "mlp": "gelu", "qk_norm": False, "tie_embeddings": True, "norm_eps": 1e-5}
+    not_gpt2 = [f"{name}={getattr(c, name)!r}" for name, value in modern.items() if getattr(c, name) != value]
+    if not_gpt2:
+        raise ConfigError(
+            f"GPT-2 has {', '.join(f'{k}={v!r}' for k, v in modern.items())}; a model with {', '.join(not_gpt2)} "
+            "cannot be converted to GPT2LMHeadModel (RMSNorm + SwiGLU models convert to LlamaForCausalLM)"
+        )
     if not c.bias:
         raise ConfigError("GPT-2 has biases in every Linear and LayerNorm; only bias=True models convert")
     if c.pos_embedding != "learned":
@@ -88,12 +104,17 @@ def to_hf(model: GPT) -> GPT2LMHeadModel:
     return hf_model.eval()
 
 
-def from_hf(hf_model: GPT2LMHeadModel, dropout: float = 0.0) -> GPT:
-    """Our `GPT` with the weights of a Hugging Face `GPT2LMHeadModel`, in eval mode on the CPU."""
+def from_hf(hf_model: PreTrainedModel, dropout: float = 0.0) -> GPT:
+    """Our `GPT` with the weights of a Hugging Face `GPT2LMHeadModel`, `LlamaForCausalLM` or `Qwen3ForCausalLM`,
+    in eval mode on the CPU."""
     _transformers()
     hc = hf_model.config
+    if getattr(hc, "model_type", None) in LLAMA_TYPES:
+        return llama_from_hf(hf_model, dropout)
     if getattr(hc, "model_type", None) != "gpt2":
-        raise ConfigError(f"expected a GPT-2 model, got model_type={getattr(hc, 'model_type', None)!r}")
+        raise ConfigError(
+            f"expected a GPT-2, Llama or Qwen 3 model, got model_type={getattr(hc, 'model_type', None)!r}"
+        )
     if hc.activation_function not in _TANH_GELU:
         raise ConfigError(f"activation {hc.activation_function!r} is not GPT-2's tanh GELU; cannot convert")
     if hc.n_inner not in (None, 4 * hc.n_embd):

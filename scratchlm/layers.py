@@ -1,5 +1,7 @@
-"""Linear and GELU as the GPT runs them: `nn.Linear` and `nn.GELU` with the same parameters and the same
-functions, computed faster on the CPU.
+"""The GPT's layers beyond `torch.nn`: Linear and GELU computed faster on the CPU, and the modern block's
+RMSNorm, SiLU and ReLU² (`GPTConfig.norm`, `GPTConfig.mlp`).
+
+`Linear` and `GELU` are `nn.Linear` and `nn.GELU` with the same parameters and the same functions.
 
 Where the reference CPU recipe's training step spent its time with PyTorch's defaults (bench/README.md has the
 profile and the figures):
@@ -148,3 +150,37 @@ class GELU(nn.GELU):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return gelu_tanh(x) if self.approximate == "tanh" else super().forward(x)
+
+
+def silu(x: torch.Tensor) -> torch.Tensor:
+    """SiLU (swish), x * sigmoid(x): GELU's smooth shape with an exact closed form; the gate of SwiGLU.
+
+    Computed by `F.silu` in one pass; equal to x * torch.sigmoid(x) (tested).
+    """
+    return F.silu(x)
+
+
+def relu_squared(x: torch.Tensor) -> torch.Tensor:
+    """ReLU(x)², the MLP activation of the Primer paper (So et al., 2021) and of current speedruns: zero for
+    x < 0 like ReLU, but with a continuous derivative 2·max(x, 0)."""
+    return F.relu(x).square()
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square normalisation (Zhang & Sennrich, 2019): x / sqrt(mean(x²) + eps) * gain.
+
+    LayerNorm without its two centring steps: no mean is subtracted and no bias added, so a (..., dim) input
+    is only rescaled to unit RMS, then multiplied by a learned per-channel gain (initialised to 1). On an
+    input whose mean is already zero it equals LayerNorm without bias. x (..., dim) -> (..., dim).
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.numel()}, eps={self.eps}"

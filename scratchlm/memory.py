@@ -14,7 +14,7 @@ import torch
 
 from scratchlm.errors import ConfigError
 from scratchlm.kv_cache import kv_cache_bytes
-from scratchlm.model import GPTConfig
+from scratchlm.model import GPTConfig, swiglu_hidden_size
 
 FLOAT32 = 4
 
@@ -24,14 +24,19 @@ def parameter_count(config: GPTConfig) -> int:
     (tests check it against `GPT(config).num_parameters()`)."""
     C, D, bias = config.n_embd, config.head_size, int(config.bias)
     qkv = (config.n_head + 2 * config.kv_heads) * D  # c_attn's outputs
+    hidden = swiglu_hidden_size(C) if config.mlp == "swiglu" else 4 * C
+    mlp_in = 2 * hidden if config.mlp == "swiglu" else hidden  # SwiGLU's c_fc holds the gate and the up matrix
+    norm = C + (bias * C if config.norm == "layernorm" else 0)  # a gain, and LayerNorm's bias (RMSNorm has none)
     block = (
         C * qkv + bias * qkv  # c_attn
         + C * C + bias * C  # attention's c_proj
-        + 2 * 4 * C * C + bias * (4 * C + C)  # the MLP's c_fc and c_proj
-        + 2 * (C + bias * C)  # two LayerNorms
+        + int(config.qk_norm) * 2 * D  # the query and key heads' RMSNorm gains
+        + C * mlp_in + bias * mlp_in + hidden * C + bias * C  # the MLP's c_fc and c_proj
+        + 2 * norm  # ln_1, ln_2
     )  # fmt: skip
     positions = config.block_size * C if config.pos_embedding == "learned" else 0
-    return config.vocab_size * C + positions + config.n_layer * block + C + bias * C  # + ln_f; the head is tied
+    head = 0 if config.tie_embeddings else config.vocab_size * C
+    return config.vocab_size * C + positions + config.n_layer * block + norm + head  # norm: ln_f
 
 
 def training_bytes(config: GPTConfig, batch_size: int) -> int:

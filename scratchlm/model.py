@@ -1,4 +1,4 @@
-"""A GPT: token + position embeddings, a stack of pre-LayerNorm transformer blocks, a tied output head.
+"""A GPT: token + position embeddings, a stack of pre-norm transformer blocks, an output head.
 
 Parameter names follow GPT-2 (`transformer.wte`, `transformer.h.0.attn.c_attn`, ...), so converting to and
 from the Hugging Face implementation (`scratchlm.hf`) is a matter of transposing a few matrices.
@@ -11,6 +11,10 @@ its config rather than fork it: rotary position embeddings (`pos_embedding="rope
 applied to q and k in the attention), grouped-query attention (`n_kv_head` < `n_head`: fewer key/value heads
 shared by groups of query heads; `mha_to_gqa` converts a trained model) and a key/value cache for fast
 generation (`forward(idx, cache=KVCache)`, from `scratchlm.kv_cache`; the model only passes it on).
+
+The modern block (lesson 13) is four more one-word choices: `norm` (LayerNorm or RMSNorm), `mlp` (GELU,
+SwiGLU or ReLU²), `qk_norm` (RMS-normalised query and key heads) and `tie_embeddings` (an output layer of its
+own); `arch="llama"` sets the Llama combination (RMSNorm, SwiGLU, RoPE, no biases, untied) in one word.
 """
 
 from __future__ import annotations
@@ -26,12 +30,27 @@ import torch.nn.functional as F
 
 from scratchlm.attention.causal import CausalSelfAttention
 from scratchlm.errors import ConfigError
-from scratchlm.layers import GELU, Linear
+from scratchlm.layers import GELU, Linear, RMSNorm, relu_squared, silu
 from scratchlm.options import BOOL, POSITIVE_INT, check_options, number, one_of, option, optional
 from scratchlm.rope import rope_cache
 
 POS_EMBEDDINGS = ("learned", "rope")
 ATTENTION_KERNELS = ("sdpa", "tiled")
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "swiglu", "relu2")
+# a named architecture is the values it gives the fields left at None; fields given explicitly keep their value
+ARCHS: dict[str, dict[str, Any]] = {
+    "gpt2": dict(norm="layernorm", mlp="gelu", pos_embedding="learned", bias=True, tie_embeddings=True),
+    "llama": dict(norm="rmsnorm", mlp="swiglu", pos_embedding="rope", bias=False, tie_embeddings=False),
+}
+ARCH_FIELDS = tuple(ARCHS["gpt2"])
+SWIGLU_MULTIPLE = 8
+
+
+def swiglu_hidden_size(n_embd: int) -> int:
+    """SwiGLU's hidden width h: three C x h matrices hold as many weights as GELU's two C x 4C when h = 8C/3,
+    rounded here to the nearest multiple of 8 (at least 8), so the counts differ by at most 3 * 4 * C weights."""
+    return max(SWIGLU_MULTIPLE, SWIGLU_MULTIPLE * round(8 * n_embd / 3 / SWIGLU_MULTIPLE))
 
 
 @dataclass(frozen=True)
@@ -39,6 +58,11 @@ class GPTConfig:
     """Every architectural choice of the model. The defaults are the classic character-level Shakespeare GPT.
 
     vocab_size None means "not known yet": `train` takes it from the tokenizer; a `GPT` needs a number.
+    `arch` names a combination of norm, mlp, pos_embedding, bias and tie_embeddings (`ARCHS`): each of those
+    left at None takes the arch's value when the config is made, and one given explicitly wins over it
+    (`GPTConfig(arch="llama", bias=True)` is Llama with biases). The stored config holds the resolved values;
+    change the arch with `replace`, which lets the new arch decide those fields again (`dataclasses.replace`
+    would keep the old arch's values).
     With n_kv_head < n_head each key/value head is shared by n_head // n_kv_head query heads (grouped-query
     attention; 1 is multi-query attention); `kv_heads` is the resolved number. RoPE rotates pairs of
     channels, so with pos_embedding="rope" the head size must be even (and there is no `wpe` parameter).
@@ -47,6 +71,13 @@ class GPTConfig:
     vocab_size: int | None = option(
         None, "number of token ids (None: the tokenizer's)", optional(POSITIVE_INT, mention_none=False), cli=False
     )
+    arch: str = option(
+        "gpt2",
+        "named architecture, the default of --norm, --mlp, --pos-embedding, --bias, --tie-embeddings: gpt2 "
+        "(layernorm, gelu, learned, biases, tied) or llama (rmsnorm, swiglu, rope, no biases, untied); "
+        "those flags given beside it win",
+        one_of(*ARCHS),
+    )
     block_size: int = option(256, "context length in tokens (the longest sequence the model sees)", POSITIVE_INT)
     n_layer: int = option(6, "number of transformer blocks", POSITIVE_INT)
     n_head: int = option(6, "attention heads per block (must divide --n-embd)", POSITIVE_INT)
@@ -54,9 +85,13 @@ class GPTConfig:
     dropout: float = option(
         0.0, "dropout on embeddings, attention weights and residual branches", number("in [0, 1)", lambda v: 0 <= v < 1)
     )
-    bias: bool = option(True, "biases in Linear layers and LayerNorms (GPT-2 has them)", BOOL)
-    pos_embedding: str = option(
-        "learned", "position encoding: learned absolute embeddings (GPT-2) or rotary (RoPE)", one_of(*POS_EMBEDDINGS)
+    bias: bool | None = option(
+        None, "biases in Linear layers and LayerNorms (GPT-2 has them; default: the --arch's)", BOOL
+    )
+    pos_embedding: str | None = option(
+        None,
+        "position encoding: learned absolute embeddings (GPT-2) or rotary (RoPE) (default: the --arch's)",
+        one_of(*POS_EMBEDDINGS),
     )
     n_kv_head: int | None = option(
         None,
@@ -73,8 +108,27 @@ class GPTConfig:
         "kernel in plain PyTorch (the same function, slower: for study)",
         one_of(*ATTENTION_KERNELS),
     )
+    norm: str | None = option(
+        None,
+        "normalisation: layernorm (GPT-2) or rmsnorm (no centring, no bias) (default: the --arch's)",
+        one_of(*NORMS),
+    )
+    norm_eps: float = option(1e-5, "epsilon of every LayerNorm/RMSNorm", number("in (0, 1)", lambda v: 0 < v < 1))
+    mlp: str | None = option(
+        None,
+        "MLP: gelu (GPT-2: 4C wide), swiglu (SiLU-gated, about 8C/3 wide: the same parameters) or relu2 "
+        "(ReLU squared, 4C wide) (default: the --arch's)",
+        one_of(*MLPS),
+    )
+    qk_norm: bool = option(False, "RMS-normalise every query and key head (learned gain) before RoPE", BOOL)
+    tie_embeddings: bool | None = option(
+        None, "the output layer shares the token embedding's matrix (default: the --arch's)", BOOL
+    )
 
     def __post_init__(self) -> None:
+        for name, value in ARCHS.get(self.arch, {}).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         check_options(self)
         if self.n_embd % self.n_head != 0:
             raise ConfigError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
@@ -111,6 +165,13 @@ class GPTConfig:
         """Query heads sharing one key/value head: 1 for multi-head attention, n_head for multi-query."""
         return self.n_head // self.kv_heads
 
+    def replace(self, **changes: Any) -> GPTConfig:
+        """A copy with fields replaced by name. A different `arch` decides its fields (`ARCH_FIELDS`) again,
+        except those given in `changes` too."""
+        if changes.get("arch", self.arch) != self.arch:
+            changes = {**dict.fromkeys(ARCH_FIELDS), **changes}
+        return dataclasses.replace(self, **changes)
+
     def differences(self, other: GPTConfig, ignore: tuple[str, ...] = ("dropout",)) -> list[str]:
         """The fields in which `other` differs from this config, as "name=ours (now theirs)" (dropout, which
         does not change the parameters, is ignored by default)."""
@@ -122,7 +183,7 @@ class GPTConfig:
 
 
 class MLP(nn.Module):
-    """Position-wise feed-forward network: widen 4x, GELU, project back."""
+    """Position-wise feed-forward network (GPT-2's): widen 4x, GELU, project back."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -137,19 +198,65 @@ class MLP(nn.Module):
         return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
 
 
-class Block(nn.Module):
-    """A transformer block: communication (attention) then computation (MLP), each on a residual branch.
+class SwiGLUMLP(nn.Module):
+    """Llama's MLP (Shazeer, 2020): silu(x W_gate) * (x W_up), projected back by W_down.
 
-    Pre-LayerNorm: the norm sits at the start of each branch, so the residual stream itself is a clean sum
-    that gradients flow through unchanged.
+    The gate decides, per hidden unit, how much of the linear "up" path passes. Three matrices instead of two,
+    so the hidden width is `swiglu_hidden_size(C)` (about 8C/3) to keep GELU's parameter count. `c_fc` holds
+    [W_gate | W_up] as one (2h, C) matrix (one matmul instead of two), `c_proj` is W_down (the name that gets
+    GPT-2's scaled residual init).
     """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        hidden = swiglu_hidden_size(config.n_embd)
+        self.c_fc = Linear(config.n_embd, 2 * hidden, bias=config.bias)
+        self.c_proj = Linear(hidden, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, C) -> (B, T, C)."""
+        gate, up = self.c_fc(x).chunk(2, dim=-1)  # each (B, T, h)
+        return self.dropout(self.c_proj(silu(gate) * up))
+
+
+class ReLU2MLP(nn.Module):
+    """GPT-2's MLP with ReLU(x)² in place of GELU: widen 4x, square the positive part, project back."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, C) -> (B, T, C)."""
+        return self.dropout(self.c_proj(relu_squared(self.c_fc(x))))
+
+
+MLP_CLASSES: dict[str, type[nn.Module]] = {"gelu": MLP, "swiglu": SwiGLUMLP, "relu2": ReLU2MLP}
+
+
+def norm_layer(config: GPTConfig) -> nn.Module:
+    """The config's norm over the C channels: LayerNorm (with a bias when config.bias) or RMSNorm (never one)."""
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.n_embd, config.norm_eps)
+    return nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
+
+
+class Block(nn.Module):
+    """A transformer block: communication (attention) then computation (MLP), each on a residual branch.
+
+    Pre-norm: the norm (LayerNorm or RMSNorm) sits at the start of each branch, so the residual stream itself
+    is a clean sum that gradients flow through unchanged.
+    """
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = norm_layer(config)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+        self.ln_2 = norm_layer(config)
+        self.mlp = MLP_CLASSES[config.mlp](config)
 
     def forward(
         self,
@@ -188,19 +295,19 @@ class GPT(nn.Module):
                 **modules,
                 drop=nn.Dropout(config.dropout),
                 h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+                ln_f=norm_layer(config),
             )
         )
         self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
-        # weight tying: the input embedding and the output projection share one (V, C) matrix
-        self.lm_head.weight = self.transformer.wte.weight
+        if config.tie_embeddings:  # weight tying: the input embedding and the output projection share one (V, C)
+            self.lm_head.weight = self.transformer.wte.weight
         if config.pos_embedding == "rope":
             # a fixed table, not a parameter: recomputed at construction, so not saved in the state_dict
             cos, sin = rope_cache(config.head_size, config.block_size, config.rope_base)
             self.register_buffer("rope_cos", cos, persistent=False)  # (block_size, D/2)
             self.register_buffer("rope_sin", sin, persistent=False)
 
-        self.apply(self._init_weights)
+        self.apply(self._init_weights)  # an untied head gets GPT-2's N(0, 0.02) like the embedding it replaces
         # scaled init of residual projections, per GPT-2: each block adds two branches to the residual
         # stream, so 1/sqrt(2 * n_layer) keeps its variance from growing with depth
         for name, p in self.named_parameters():
@@ -288,13 +395,16 @@ class GPT(nn.Module):
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Number of parameters, each shared tensor counted once (the tied head is the embedding).
 
-        non_embedding=True leaves out the learned position embeddings (RoPE has none), the count that
-        scaling laws and the FLOPs estimate use; the token embedding stays in because, tied, it is also the
-        output layer's matmul.
+        non_embedding=True leaves out the lookup tables, the count that scaling laws and the FLOPs estimate
+        use: the learned position embeddings (RoPE has none) and, when the head is untied, the token embedding.
+        A tied token embedding stays in because it is also the output layer's matmul; an untied head is counted
+        as that matmul.
         """
         n = sum(p.numel() for p in self.parameters())
         if non_embedding and "wpe" in self.transformer:
             n -= self.transformer.wpe.weight.numel()
+        if non_embedding and not self.config.tie_embeddings:
+            n -= self.transformer.wte.weight.numel()
         return n
 
     def flops_per_token(self, seq_len: int | None = None) -> int:

@@ -126,14 +126,32 @@ def option_fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
     return [(f, hints[f.name]) for f in dataclasses.fields(cls) if f.metadata.get("cli", False)]
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type, *, title: str | None = None) -> None:
-    """Add a flag for every command-line field of dataclass `cls`. Flags default to None ("not given"), so
-    `given_options` can tell what the user set from what a preset or a saved run should decide."""
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    title: str | None = None,
+    exclude: Sequence[str] = (),
+    defaults: Any = None,
+) -> None:
+    """Add a flag for every command-line field of dataclass `cls` but those named in `exclude` (a command
+    whose own option takes that name). Flags default to None ("not given"), so `given_options` can tell what
+    the user set from what a preset or a saved run should decide; the help shows the value that then applies,
+    read from `defaults` (default: `cls()`, when every field has a default), unless it says its default itself."""
+    if defaults is None:
+        try:
+            defaults = cls()
+        except (TypeError, ValueError):  # a required field, or defaults that are not valid alone (ConfigError)
+            defaults = None
     group = parser.add_argument_group(title) if title else parser
     for f, annotation in option_fields(cls):
+        if f.name in exclude:
+            continue
         names = [*f.metadata["flags"], f"--{f.name.replace('_', '-')}"]  # a short spelling shows first
         kind = _base_type(annotation)
-        common = dict(dest=f.name, default=None, help=f.metadata["help"])
+        common = dict(
+            dest=f.name, default=None, help=_with_default(f.metadata["help"], getattr(defaults, f.name, None))
+        )
         if kind is bool:
             group.add_argument(*names, action=argparse.BooleanOptionalAction, **common)
         elif typing.get_origin(kind) is tuple:  # a fixed-length tuple of numbers (AdamW's betas)
@@ -146,10 +164,27 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, title: str | No
             group.add_argument(*names, type=parse, choices=choices, metavar=f.metadata["metavar"], **common)
 
 
-def given_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    """The fields of `cls` whose flags were given on the command line, as {field: value}."""
+def _with_default(help: str, value: Any) -> str:
+    """`help` with "(default: VALUE)" appended, unless the value is None or the text already names its default."""
+    if value is None or "default" in help:
+        return help
+    if isinstance(value, bool):
+        shown = "on" if value else "off"
+    elif isinstance(value, tuple):
+        shown = " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    elif isinstance(value, float):
+        shown = f"{value:g}"
+    else:
+        shown = str(value)
+    return f"{help} (default: {shown})".replace("%", "%%")
+
+
+def given_options(args: argparse.Namespace, cls: type, exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """The fields of `cls` (but those in `exclude`) whose flags were given on the command line, as {field: value}."""
     values = {}
     for f, _ in option_fields(cls):
+        if f.name in exclude:
+            continue
         value = getattr(args, f.name, None)
         if value is not None:
             values[f.name] = tuple(value) if isinstance(value, list) else value

@@ -548,7 +548,7 @@ def trained_file(tmp_path_factory, shakespeare):
     text = folder / "text.txt"
     text.write_text(shakespeare[:20_000], encoding="utf-8")
     out = folder / "tok.bpe"
-    argv = ["tokenizer", "train", "--data", str(text), "--vocab-size", "300", "--out", str(out), "--quiet"]
+    argv = ["tokenizer", "train", "--data", str(text), "--vocab-size", "300", "--out", str(out), "--no-progress"]
     assert main([*argv, "--pattern", "gpt2", "--special", EOT]) == 0
     return out
 
@@ -626,5 +626,5 @@ def test_cli_unreachable_vocab_size(tmp_path, capsys):
     text = tmp_path / "tiny.txt"
     text.write_text("abab", encoding="utf-8")
     argv = ["tokenizer", "train", "--data", str(text), "--vocab-size", "400", "--out", str(tmp_path / "t")]
-    assert main([*argv, "--quiet"]) == 2
+    assert main([*argv, "--no-progress"]) == 2
     assert "allows only" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from scratchlm.cli import main
 from scratchlm.training import train
 
 FAST = ["--val-fraction", "0.5", "--cloze-items", "12", "--samples", "2", "--sample-tokens", "30"]
-FAST += ["--induction-batch", "4", "--quiet"]
+FAST += ["--induction-batch", "4", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +134,8 @@ def test_output_folder_that_is_a_file(trained, capsys, tmp_path):
     "flags, match",
     [
         (["--bins", "0"], "bins"),
-        (["--val-fraction", "1.5"], "val_fraction"),
-        (["--cloze-choices", "1"], "cloze_choices"),
+        (["--val-fraction", "1.5"], "--val-fraction"),
+        (["--cloze-choices", "1"], "--cloze-choices"),
         (["--stride", "abc"], "not an integer"),
     ],
 )

@@ -58,7 +58,7 @@ def test_resume_needs_only_the_folder(tmp_path, text_file, capsys):
 
 def test_train_and_sample_with_a_bpe_tokenizer_file(tmp_path, text_file, capsys):
     tok = str(tmp_path / "tok.bpe")
-    assert main(["tokenizer", "train", "--data", text_file, "--vocab-size", "300", "--out", tok, "--quiet"]) == 0
+    assert main(["tokenizer", "train", "--data", text_file, "--vocab-size", "300", "--out", tok, "--no-progress"]) == 0
     out = str(tmp_path / "run")
     assert main(["train", *SMALL, "--data", text_file, "--tokenizer", tok, "--out", out]) == 0
     ckpt = torch.load(f"{out}/ckpt.pt", weights_only=True)
@@ -90,7 +90,7 @@ def test_train_on_tinyshakespeare_by_default(tmp_path, capsys):
     ("args", "expected"),
     [
         (["train", "--preset", "tpu"], "unknown preset 'tpu'; choose one of: smoke, cpu, gpu"),
-        (["train", "--preset", "smoke", "--n-embd", "100", "--n-head", "3"], "n_embd=100 is not divisible by n_head=3"),
+        (["train", "--preset", "smoke", "--n-embd", "100", "--n-head", "3"], "--n-embd 100 is not divisible by"),
         (["train", "--preset", "smoke", "--dropout", "1.5"], "dropout must be in [0, 1)"),
         (["train", "--preset", "smoke", "--data", "/no/such/file.txt"], "no such data file"),
         (["train", "--preset", "smoke", "--device", "tpu"], "unknown device 'tpu'"),
@@ -107,7 +107,7 @@ def test_unwritable_output_is_one_line_exit_2(tmp_path, text_file, capsys):
     assert main(["train", *SMALL, "--data", text_file, "--out", str(a_file)]) == 2
     assert "is a file; it must be a folder" in one_error_line(capsys)
     assert main(["train", *SMALL, "--data", text_file, "--out", str(a_file / "run")]) == 2
-    assert "cannot write to out_dir" in one_error_line(capsys)
+    assert "cannot write to --out" in one_error_line(capsys)
     assert main(["tokenizer", "train", "--data", text_file, "--vocab-size", "260", "--out", str(tmp_path)]) == 2
     assert "it is a folder, not a file" in one_error_line(capsys)
 
@@ -128,7 +128,7 @@ def test_resume_without_checkpoint(tmp_path, capsys):
 
 def test_bad_flag_value_is_one_line_exit_2(capsys):
     assert main(["train", "--n-embd", "-4"]) == 2  # checked by GPTConfig, the one place that validates it
-    assert "n_embd must be a positive integer, got -4" in one_error_line(capsys)
+    assert "--n-embd must be a positive integer, got -4" in one_error_line(capsys)
     with pytest.raises(SystemExit) as exit_:  # text that is no number at all: argparse's usage error
         main(["train", "--n-embd", "four"])
     assert exit_.value.code == 2

@@ -106,11 +106,23 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _rank_of(pid: int) -> int:
+    environ = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
+    return int(next(v for v in environ if v.startswith(b"RANK=")).split(b"=", 1)[1])
+
+
+def _no_traceback_from_scratchlm(stderr: str) -> None:
+    """torchrun prints its own summary of a failed child (with its own traceback); the ranks print one line each."""
+    assert f'File "{ROOT / "scratchlm"}' not in stderr, stderr[-3000:]
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the ranks' processes through /proc (Linux)")
-def test_killing_one_rank_ends_the_run_with_a_clear_message(shards, tmp_path):
+@pytest.mark.parametrize("victim", [0, 1])
+def test_killing_one_rank_ends_the_run_in_seconds_with_a_clear_message(victim, shards, tmp_path):
+    """Regression (issue 22, item 8): with rank 0 killed, the survivor waited for torchrun's grace period."""
     out = tmp_path / "run"
     args = ["--data", shards, *MODEL, "--batch-size", "4", "--max-iters", "100000", "--eval-interval", "2",
-            "--out", str(out), "--ddp-timeout", "30"]  # fmt: skip
+            "--out", str(out), "--ddp-timeout", "60"]  # fmt: skip
     launcher = subprocess.Popen(_pretrain_command(2, *args), env=_env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
     try:
@@ -123,14 +135,34 @@ def test_killing_one_rank_ends_the_run_with_a_clear_message(shards, tmp_path):
             time.sleep(0.2)
         else:
             pytest.fail("the run did not reach step 4 in 90 s")
-        ranks = _children(launcher.pid)
-        assert len(ranks) == 2, ranks
-        os.kill(max(ranks), signal.SIGKILL)  # one rank dies without a word
+        ranks = {_rank_of(pid): pid for pid in _children(launcher.pid)}
+        assert sorted(ranks) == [0, 1], ranks
+        os.kill(ranks[victim], signal.SIGKILL)  # one rank dies without a word
+        killed = time.monotonic()
         _, stderr = launcher.communicate(timeout=90)  # a hang would raise TimeoutExpired here
+        seconds = time.monotonic() - killed
     finally:
         if launcher.poll() is None:
             launcher.kill()
             launcher.communicate()
     assert launcher.returncode != 0
+    assert seconds < 20, f"the run took {seconds:.0f} s to end (ddp_timeout 60 s, torchrun's grace period 30 s)"
     assert "a collective operation failed" in stderr or "was stopped by torchrun" in stderr, stderr[-3000:]
+    _no_traceback_from_scratchlm(stderr)
     assert checkpoint.load(out / checkpoint.FILENAME).step >= 4  # the last checkpoint survives
+
+
+def test_a_configuration_error_of_every_rank_ends_the_run_at_once(shards, tmp_path):
+    """Regression (issue 22, item 8): --batch-tokens not a multiple of batch x block x ranks was found by rank 0
+    alone, and the other rank waited for it in the rendezvous until torchrun's grace period ended."""
+    start = time.monotonic()
+    result = subprocess.run(
+        _pretrain_command(2, "--data", shards, *MODEL, "--batch-size", "4", "--batch-tokens", "100", "--out",
+                          str(tmp_path / "run")),
+        env=_env(), capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    seconds = time.monotonic() - start
+    assert result.returncode != 0
+    assert "is not a multiple of --batch-size x --block-size x ranks" in result.stderr, result.stderr[-3000:]
+    _no_traceback_from_scratchlm(result.stderr)
+    assert seconds < 25, f"{seconds:.0f} s"

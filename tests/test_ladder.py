@@ -13,10 +13,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
 
+import scratchlm.cli.ladder as cli_ladder
+import scratchlm.ladder.run as ladder_run
 import scratchlm.training.loop as training_loop
 from scratchlm.cli import main
 from scratchlm.errors import ConfigError, DataError
 from scratchlm.ladder import (
+    RESULTS_PATH,
     RUNGS,
     LadderBudget,
     budget,
@@ -233,3 +236,98 @@ def test_committed_results_cover_every_rung_on_the_cpu_budget():
     assert {r["budget"] for r in results} == {"cpu"}
     assert all(len({r["seed"] for r in results if r["rung"] == name}) >= 2 for name in RUNGS)
     assert all(math.isfinite(r["bits_per_byte"]) for r in results)
+
+
+class FakeRungs:
+    """Stands in for `run_rung`: each call returns a made-up result of its budget, and the call numbered
+    `interrupt_at` raises KeyboardInterrupt, as Ctrl-C in the middle of a rung does."""
+
+    def __init__(self, interrupt_at: int | None = None):
+        self.calls, self.interrupt_at = 0, interrupt_at
+
+    def __call__(self, name, seed, budget, **kwargs):
+        self.calls += 1
+        if self.calls == self.interrupt_at:
+            raise KeyboardInterrupt
+        return {**_fake(name, seed, 1.5, "custom"), "budget_config": budget.to_dict()}
+
+
+@pytest.fixture
+def fake_rungs(monkeypatch):
+    def install(interrupt_at: int | None = None) -> FakeRungs:
+        fake = FakeRungs(interrupt_at)
+        monkeypatch.setattr(ladder_run, "run_rung", fake)
+        return fake
+
+    return install
+
+
+def _existing(path, budget_config, *rungs) -> list[dict]:
+    results = [{**_fake(rung, 0, 3.0), "budget_config": budget_config} for rung in rungs]
+    write_ladder(results, path)
+    return results
+
+
+def test_ladder_out_adds_to_an_existing_results_file_instead_of_replacing_it(tmp_path, fake_rungs):
+    """Regression (issue 22, item 1): `ladder --out FILE` replaced an existing results file silently."""
+    out = tmp_path / "ladder.json"
+    kept = _existing(out, SMOKE.to_dict(), "gpt", "rope")
+    fake_rungs()
+    assert main(["ladder", "--budget", "smoke", "--rungs", "bigram", "gpt", "--seeds", "0", "--out", str(out)]) == 0
+    results = read_ladder(out)
+    assert [(r["rung"], r["bits_per_byte"]) for r in results] == [("gpt", 1.5), ("rope", 3.0), ("bigram", 1.5)]
+    assert results[1] == kept[1]  # untouched; gpt seed 0 was measured again, in its place
+
+
+def test_ctrl_c_during_ladder_leaves_the_file_with_only_the_finished_rungs_added(tmp_path, fake_rungs, capsys):
+    """Regression (issue 22, item 1): a Ctrl-C replaced the results file with the interrupted run's results."""
+    out = tmp_path / "ladder.json"
+    kept = _existing(out, SMOKE.to_dict(), "gpt", "rope")
+    fake_rungs(interrupt_at=2)
+    argv = ["ladder", "--budget", "smoke", "--rungs", "bigram", "one-head", "--seeds", "0", "--out", str(out)]
+    assert main(argv) == 130
+    assert [r["rung"] for r in read_ladder(out)] == ["gpt", "rope", "bigram"]
+    assert read_ladder(out)[:2] == kept
+    # interrupted before its first rung finished: the file is as it was, byte for byte
+    before = out.read_bytes()
+    fake_rungs(interrupt_at=1)
+    assert main(argv) == 130
+    assert out.read_bytes() == before
+
+
+def test_ctrl_c_during_ladder_never_shrinks_the_committed_results(tmp_path, fake_rungs, monkeypatch):
+    """Regression (issue 22, item 1): without --out, a Ctrl-C replaced the committed results in the package."""
+    committed = tmp_path / "results.json"
+    committed.write_bytes(RESULTS_PATH.read_bytes())
+    monkeypatch.setattr(cli_ladder, "RESULTS_PATH", committed)
+    before = read_ladder(committed)
+    fake_rungs(interrupt_at=2)
+    assert main(["ladder", "--budget", "cpu", "--seeds", "0"]) == 130
+    after = read_ladder(committed)
+    assert len(after) == len(before)  # the first rung's seed 0 measured again in its place, nothing lost
+    assert [(r["rung"], r["seed"]) for r in after] == [(r["rung"], r["seed"]) for r in before]
+    assert sum(a != b for a, b in zip(after, before, strict=True)) == 1
+
+
+def test_ladder_refuses_a_folder_or_a_file_of_another_budget_before_training(tmp_path, fake_rungs, capsys):
+    fake = fake_rungs()
+    assert main(["ladder", "--budget", "smoke", "--out", str(tmp_path)]) == 2
+    assert "it is a folder" in capsys.readouterr().err
+    out = tmp_path / "ladder.json"
+    _existing(out, SMOKE.to_dict(), "gpt")
+    before = out.read_bytes()
+    assert main(["ladder", "--budget", "smoke", "--max-iters", "3", "--out", str(out)]) == 2
+    assert "another budget (they differ in --max-iters)" in capsys.readouterr().err
+    broken = tmp_path / "broken.json"
+    broken.write_bytes(b"\xff not json")
+    assert main(["ladder", "--budget", "smoke", "--out", str(broken)]) == 2
+    assert "not a ladder results file" in capsys.readouterr().err
+    assert fake.calls == 0 and out.read_bytes() == before and broken.read_bytes() == b"\xff not json"
+
+
+def test_ladder_refuses_a_width_that_cannot_fit_before_training(tmp_path, fake_rungs, capsys):
+    fake = fake_rungs()
+    argv = ["ladder", "--budget", "smoke", "--rungs", "gpt", "--n-embd", str(2**20), "--n-head", "4"]
+    assert main([*argv, "--out", str(tmp_path / "l.json")]) == 2
+    assert "training rung 'gpt' needs at least" in capsys.readouterr().err
+    assert fake.calls == 0 and not (tmp_path / "l.json").exists()

@@ -318,10 +318,10 @@ def bad_inputs(tmp_path: Path, text_file: str) -> list[tuple[list[str], str]]:
     return [
         (["train", *SMALL, "--data", text_file, "--out", run], "already holds a training run"),
         (["train", *SMALL, "--out", run, "--resume", "--overwrite"], "choose one"),
-        (["train", *SMALL, "--lr", "inf", "--out", run], "learning_rate must be positive and finite"),
+        (["train", *SMALL, "--lr", "inf", "--out", run], "--lr must be positive and finite"),
         (["train", *SMALL, "--seed", str(2**70), "--out", run], "seed must be an integer"),
         (["train", *SMALL, "--n-embd", "100000", "--data", text_file, "--out", str(tmp_path / "b")], "needs at least"),
-        (["train", *SMALL, "--n-embd", "30", "--n-head", "4", "--out", run], "n_embd=30 is not divisible by n_head=4"),
+        (["train", *SMALL, "--n-embd", "30", "--n-head", "4", "--out", run], "--n-embd 30 is not divisible by"),
         (["train", *SMALL, "--data", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "c")], "no such data"),
         (
             [

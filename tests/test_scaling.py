@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,10 +18,12 @@ import torch
 
 from scratchlm.cli import main
 from scratchlm.data import load_splits
-from scratchlm.errors import ConfigError
+from scratchlm.errors import ConfigError, DataError, OutputError
+from scratchlm.files import folder_lock
 from scratchlm.model import GPT, GPTConfig
 from scratchlm.scaling import (
     CHINCHILLA,
+    GRID_FILENAME,
     RESULTS_FILENAME,
     FitError,
     LossLaw,
@@ -393,11 +396,73 @@ def test_finished_points_of_other_settings_are_refused(tiny_grid, tmp_path):
         run_sweep(tiny_grid.replace(budgets=(3e8,), learning_rate=3e-3), tmp_path, progress=False)
 
 
+def test_a_refused_sweep_writes_nothing_not_even_grid_json(tiny_grid, tmp_path):
+    """Regression (issue 22, item 3): a sweep refused for other settings rewrote grid.json before refusing."""
+    run_sweep(tiny_grid.replace(budgets=(3e8,)), tmp_path, progress=False)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match="other settings"):
+        run_sweep(tiny_grid.replace(budgets=(3e8,), learning_rate=3e-3), tmp_path, progress=False)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_a_sweep_folder_in_use_is_refused_before_anything_is_written(tiny_grid, tmp_path):
+    with folder_lock(tmp_path), pytest.raises(OutputError, match="in use by another"):  # another sweep holds it
+        run_sweep(tiny_grid.replace(budgets=(3e8,)), tmp_path, progress=False)
+    assert not (tmp_path / GRID_FILENAME).exists() and not (tmp_path / RESULTS_FILENAME).exists()
+
+
+def test_a_sweep_extends_with_new_points_of_its_recipe_but_not_with_another_recipe(tiny_grid, tmp_path):
+    run_sweep(tiny_grid.replace(budgets=(3e8,), widths=(16,)), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match=r"other settings \(learning_rate\).*mix two recipes"):
+        run_sweep(tiny_grid.replace(budgets=(6e8,), widths=(16,), learning_rate=3e-3), tmp_path, progress=False)
+    records = run_sweep(tiny_grid.replace(budgets=(6e8,), widths=(16,)), tmp_path, progress=False)
+    assert len(records) == 1 and len(read_results(tmp_path)) == 2
+    grid = json.loads((tmp_path / GRID_FILENAME).read_text())
+    assert grid["budgets"] == [3e8, 6e8] and grid["widths"] == [16]  # grid.json describes both points
+
+
+def test_a_grid_that_leaves_no_point_or_cannot_fit_is_refused_before_training(tiny_grid, tmp_path):
+    with pytest.raises(ConfigError, match=r"no \(width, budget\) point.*min_steps=100000"):
+        run_sweep(tiny_grid.replace(min_steps=100_000), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="the sweep's largest model needs at least"):
+        run_sweep(tiny_grid.replace(widths=(16 * 2**16,), min_steps=0), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="the sweep's largest model needs at least"):  # at once, no model built
+        run_sweep(tiny_grid.replace(depth=10**7), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match=r"add up to 1e\+30 training FLOPs.*lower --budgets"):
+        run_sweep(tiny_grid.replace(budgets=(1e30,), widths=(16,)), tmp_path, progress=False)
+    assert not (tmp_path / GRID_FILENAME).exists()
+
+
+def _record(key: str) -> dict:
+    """The fields a sweep record must have, with made-up values."""
+    return {"key": key, "config": {}, "budget": 1e9, "params": 10, "tokens": 100, "flops": 1e9, "epochs": 0.1,
+            "wall_s": 1.0, "final_val_loss": 2.0}  # fmt: skip
+
+
 def test_a_line_cut_short_is_skipped_and_the_next_append_starts_a_new_line(tmp_path):
-    (tmp_path / RESULTS_FILENAME).write_text('{"key": "a", "x": 1}\n{"key": "b", "x"')
+    (tmp_path / RESULTS_FILENAME).write_text(json.dumps(_record("a")) + '\n{"key": "b", "x"')
     assert [r["key"] for r in read_results(tmp_path)] == ["a"]
-    append_result(tmp_path, {"key": "c"})
+    append_result(tmp_path, _record("c"))
     assert [r["key"] for r in read_results(tmp_path)] == ["a", "c"]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b"\xff\xfe not text", "line 2 is not UTF-8 text"),
+        (b"hello, world", "line 2 is not a JSON record"),
+        (b"[1, 2, 3]", "line 2 is not a sweep record (it is not a JSON object)"),
+        (b'{"key": "x", "params": "many"}', "line 2 is not a sweep record"),
+    ],
+)
+def test_a_damaged_or_foreign_results_file_is_one_line_on_resume_and_report(line, message, text_file, tmp_path, capsys):
+    (tmp_path / RESULTS_FILENAME).write_bytes(json.dumps(_record("a")).encode() + b"\n" + line + b"\n")
+    with pytest.raises(DataError, match=re.escape(message)):
+        read_results(tmp_path)
+    assert main(["sweep", "--report", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert main(["sweep", "--grid", "smoke", "--data", text_file, "--out", str(tmp_path)]) == 2  # before training
+    assert message in capsys.readouterr().err
 
 
 def test_predicted_optimum_is_the_best_width_of_the_shape_rule():
@@ -462,7 +527,7 @@ def test_cli_report_prints_the_fitted_constants_and_writes_the_plots(tmp_path, c
     "argv, message",
     [
         (["--grid", "laptop"], "unknown grid"),
-        (["--grid", "smoke", "--widths", "20"], "multiples of head_size"),
+        (["--grid", "smoke", "--widths", "20"], "multiples of --head-size"),
         (["--grid", "smoke", "--budgets", "-1"], "positive number of FLOPs"),
         (["--report", "EMPTY"], "no finished runs"),
     ],

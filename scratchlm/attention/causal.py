@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from scratchlm.attention.masks import causal_mask
 from scratchlm.attention.tiled import tiled_attention
 from scratchlm.errors import ConfigError
-from scratchlm.layers import Linear
+from scratchlm.layers import Linear, RMSNorm
 from scratchlm.rope import apply_rope
 
 _SDPA_HAS_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)  # enable_gqa= is new in 2.5
@@ -46,10 +46,10 @@ def attend(
 
     attn_mask narrows what each query sees, as in `F.scaled_dot_product_attention`: boolean (True = may attend)
     or additive float (0 or a bias, -inf = hidden), (T, S) or 4-D broadcastable to (B, H, T, S), where S counts
-    every key, the cached ones included (S = past + T). With `causal` it is combined with the triangle (and
-    for booleans, -inf for floats); `causal=False` uses the mask alone. A query row that may see no key at all
-    (every entry False or -inf) gets a zero output and zero gradients, on every backend (SDPA's own result
-    for such rows is NaN on some and 0 on others); packing and padding produce such rows for pad tokens.
+    every key, the cached ones included (S = past + T). With `causal` the triangle is folded in (an AND for a
+    boolean mask, -inf above it for an additive one); `causal=False` uses the mask alone. A query row that may
+    see no key at all (every entry False or -inf) gets a zero output and zero gradients, on every backend
+    (SDPA's own result for such rows is NaN on some and 0 on others); padding produces such rows for pad tokens.
 
     kernel "tiled" runs lesson 07's `tiled_attention` (online softmax, O(T) memory, no dropout, no mask) for
     the layouts it has: a causal square (no past), one new token over all keys, or no mask at all. A chunk
@@ -126,11 +126,21 @@ class CausalSelfAttention(nn.Module):
     are a reshape, and the masked softmax(q k^T / sqrt(D)) v runs in PyTorch's fused
     `scaled_dot_product_attention`. With grouped-query attention each key/value head serves a group of
     n_head // kv_heads consecutive query heads.
+
+    QK-norm (`config.qk_norm`; OLMo 2, Qwen 3, Gemma 3): every query and key head is RMS-normalised over its D
+    channels and multiplied by a learned gain (`q_norm`, `k_norm`, (D,) each, shared by the heads), so a
+    score q.k/sqrt(D) can no longer grow with the weights' scale: the logits' size is whatever the two gains
+    make it. Without the gains the softmax scale would be fixed: unit-RMS vectors cap |q.k|/sqrt(D) at sqrt(D)
+    (4 for D = 16), reached only by perfectly aligned vectors, which limits how sharp attention can get; the
+    gains start at 1 (the usual 1/sqrt(D) scale at init) and act as the learned temperature (1-D, so AdamW
+    does not decay them). The norm comes before RoPE: a rotation keeps each pair's length,
+    so without gains the order would not matter, but a gain that differs within a rotated pair, applied after
+    the rotation, would make q.k depend on absolute positions and break RoPE's offset-only property.
     """
 
     def __init__(self, config: Any):
         """config: anything with n_embd, n_head, kv_heads, head_size, bias, dropout and optionally attention
-        (the kernel, "sdpa" by default): a `GPTConfig`."""
+        (the kernel, "sdpa" by default), qk_norm (False) and norm_eps (1e-5): a `GPTConfig`."""
         super().__init__()
         self.n_head, self.n_kv_head, self.head_size = config.n_head, config.kv_heads, config.head_size
         self.dropout = config.dropout
@@ -140,6 +150,10 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = Linear(config.n_embd, qkv_size, bias=config.bias)
         self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
+        self.qk_norm = getattr(config, "qk_norm", False)
+        if self.qk_norm:
+            eps = getattr(config, "norm_eps", 1e-5)
+            self.q_norm, self.k_norm = RMSNorm(config.head_size, eps), RMSNorm(config.head_size, eps)
 
     def forward(
         self,
@@ -166,6 +180,8 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, H, D).transpose(1, 2)
         k = k.view(B, T, H_kv, D).transpose(1, 2)  # (B, H_kv, T, D)
         v = v.view(B, T, H_kv, D).transpose(1, 2)
+        if self.qk_norm:  # before RoPE (class docstring)
+            q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         past = 0

@@ -42,3 +42,22 @@ def existing_file(text: str) -> Path:
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"no such file: {text}")
     return path
+
+
+THREADS_DEFAULTS = {
+    "cpus": "one less than the CPUs, at most 8",
+    "one": "1: the models are small",
+}
+
+
+def add_threads_argument(parser: argparse.ArgumentParser, default: str = "cpus", per: str = "") -> None:
+    """--threads, described the same way by every command: the environment variable first, then the command's own
+    default (`THREADS_DEFAULTS`: "cpus" or "one")."""
+    from scratchlm.runtime import THREADS_ENV
+
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help=f"CPU threads{per} (default: {THREADS_ENV} if set, else {THREADS_DEFAULTS[default]})",
+    )

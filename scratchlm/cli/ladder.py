@@ -12,14 +12,17 @@ import os
 import time
 from pathlib import Path
 
-from scratchlm.cli.args import positive_int
+from scratchlm.cli.args import add_threads_argument
 from scratchlm.errors import ConfigError
+from scratchlm.files import check_writable
 from scratchlm.ladder import (
     BUDGETS,
     RESULTS_PATH,
     RUNGS,
     LadderBudget,
+    add_result,
     budget,
+    check_same_budget,
     ladder_table,
     plot_ladder,
     read_ladder,
@@ -48,8 +51,11 @@ def register(subparsers) -> None:
         description=(
             "Train every rung of the ladder (the course's models, from the bigram table to the GPT with RoPE and "
             "grouped-query attention) with the same recipe on the same training bytes, score each on the same "
-            "held-out text in bits per byte, and write the results (JSON) after every run. Without --out the "
-            f"cpu budget writes the committed file ({RESULTS_PATH.name} in the scratchlm.ladder package)."
+            "held-out text in bits per byte, and add each result to the results file (JSON) as it finishes: a new "
+            "(rung, seed) is appended, a measured one replaced, so the file never loses a result, and an "
+            "interrupted ladder leaves it with the finished runs added. A file of another budget is refused. "
+            f"Without --out the cpu budget updates the committed file ({RESULTS_PATH.name} in the scratchlm.ladder "
+            "package)."
         ),
     )
     p.add_argument("--seeds", type=_seed, nargs="+", default=[0, 1], metavar="SEED", help="seeds (default 0 1)")
@@ -64,7 +70,7 @@ def register(subparsers) -> None:
         "--table", action="store_true", help="train nothing: print the table of --out (or the committed file)"
     )
     p.add_argument("--plot", metavar="PNG", help="also draw the plot into this image file")
-    p.add_argument("--threads", type=positive_int, help=f"CPU threads (default: {THREADS_ENV}, else 1)")
+    add_threads_argument(p, "one")
     p.add_argument("--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     add_arguments(p, LadderBudget, title="budget settings (override the budget's)")
     p.set_defaults(func=run)
@@ -87,22 +93,25 @@ def run(args: argparse.Namespace) -> int:
             "the committed results file holds the whole cpu budget: pass --out FILE for another budget, "
             "overridden settings or a subset of rungs"
         )
-    out = Path(args.out) if args.out is not None else RESULTS_PATH
+    out = check_writable(args.out if args.out is not None else RESULTS_PATH)  # a folder fails now, not after training
+    results = read_ladder(out) if out.exists() else []  # a damaged file is refused before training, never replaced
+    check_same_budget(results, chosen.to_dict(), out)
     threads = configure_threads(args.threads or (None if os.environ.get(THREADS_ENV) else 1))
     rungs = args.rungs or RUNGS
+    kept = f" (adding to its {len(results)} result(s))" if results else ""
     print(
         f"ladder: {len(rungs)} rungs x seeds {' '.join(map(str, args.seeds))} on budget "
-        f"'{name}{' (changed)' if overrides else ''}', {device} ({threads} thread(s)); results in {out}"
+        f"'{name}{' (changed)' if overrides else ''}', {device} ({threads} thread(s)); results in {out}{kept}"
     )
-    results: list[dict] = []
 
     def save(result: dict) -> None:
-        results.append(result)
+        nonlocal results
+        results = add_result(results, result)  # never shorter: an interrupted ladder keeps what it finished
         write_ladder(results, out)
 
     start = time.perf_counter()
-    run_ladder(args.seeds, rungs, chosen, device=device, on_result=save)
-    print(f"{len(results)} runs in {time.perf_counter() - start:.0f} s\n")
+    done = run_ladder(args.seeds, rungs, chosen, device=device, on_result=save)
+    print(f"{len(done)} runs in {time.perf_counter() - start:.0f} s\n")
     print(ladder_table(results))
     _plot(results, args.plot)
     return 0

@@ -12,13 +12,15 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
 import torch
 
 from scratchlm import checkpoint
-from scratchlm.cli.args import positive_int
+from scratchlm.cli.args import add_threads_argument
 from scratchlm.errors import CheckpointError, ConfigError, ScratchLMError
 from scratchlm.model import GPTConfig
 from scratchlm.options import add_arguments, given_options
@@ -29,10 +31,6 @@ from scratchlm.training import PRESETS, TrainConfig, preset
 
 DEFAULT_OUT = "runs/pretrain"
 _NOT_HERE = ("tokenizer", "val_fraction")  # decided by prepare
-
-
-class StoppedByLauncher(ScratchLMError):
-    """torchrun sent SIGTERM: it stops the remaining ranks when one of them has failed."""
 
 
 def register(subparsers) -> None:
@@ -53,10 +51,10 @@ def register(subparsers) -> None:
         metavar="{" + ",".join(PRESETS) + "}",
         help="starting configuration of model and optimiser (default: gpu on a CUDA or MPS device, else cpu)",
     )
-    p.add_argument("--threads", type=positive_int, help="CPU threads per process (default: SCRATCHLM_THREADS, else "
-                   "one less than the CPUs)")  # fmt: skip
-    add_arguments(p, GPTConfig, title="model")
-    add_arguments(p, TrainConfig, title="training")
+    add_threads_argument(p, per=" per process")
+    cpu = preset("cpu")  # the defaults shown: the cpu preset's (--preset gpu, the default on a GPU, changes some)
+    add_arguments(p, GPTConfig, title="model (defaults shown: the cpu preset's)", defaults=cpu.model)
+    add_arguments(p, TrainConfig, title="training (defaults shown: the cpu preset's)", defaults=cpu)
     add_arguments(p, PretrainConfig, title="pretraining")
     p.set_defaults(func=run)
 
@@ -88,28 +86,38 @@ def config_from_args(
 
 
 def _stop_on_sigterm() -> None:
+    """When torchrun stops this rank (SIGTERM: another rank failed, or the launcher was stopped), print one line and
+    exit at once. A Python signal handler would run only when the main thread next runs Python code, and a rank
+    waiting inside a collective or the rendezvous is in C++ until its timeout: torchrun would wait its 30 s grace
+    period and then kill it. So SIGTERM is blocked in every thread and a small thread waits for it instead."""
     rank = os.environ.get("RANK", "?")
 
-    def handler(signum, frame):
-        raise StoppedByLauncher(
-            f"rank {rank} was stopped by torchrun (SIGTERM): another rank failed or the launcher was stopped; "
-            "see that rank's error above"
+    def wait() -> None:
+        signal.sigwait({signal.SIGTERM})
+        print(
+            f"python -m scratchlm pretrain: rank {rank} was stopped by torchrun (SIGTERM): another rank failed or the "
+            "launcher was stopped; see that rank's error",
+            file=sys.stderr,
+            flush=True,
         )
+        os._exit(143)
 
-    signal.signal(signal.SIGTERM, handler)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # threads started from now on inherit the mask
+    threading.Thread(target=wait, name="sigterm", daemon=True).start()
 
 
 def run(args: argparse.Namespace) -> int:
     device = get_device(args.device)
     rank = int(os.environ.get("RANK", 0))
-    if launched_by_torchrun():
+    if launched_by_torchrun() and hasattr(signal, "pthread_sigmask"):
         _stop_on_sigterm()
     saved = None
     if args.resume:
         saved = checkpoint.load(Path(args.out_dir or DEFAULT_OUT) / checkpoint.FILENAME)
     config = config_from_args(args, device, saved)
-    threads = configure_threads(args.threads)
     world = int(os.environ.get("WORLD_SIZE", 1))
+    config.accumulation(world)  # on every rank, before any waits for the others: a bad batch ends them all at once
+    threads = configure_threads(args.threads)
     c, m = config.train, config.train.model
     if rank == 0:
         print(

@@ -9,7 +9,7 @@ import torch
 
 from scratchlm import checkpoint
 from scratchlm.cli.args import non_negative_float, positive_int, positive_probability
-from scratchlm.errors import ConfigError
+from scratchlm.errors import CheckpointError, ConfigError
 from scratchlm.generation import stream
 from scratchlm.memory import check_fits, sampling_bytes
 from scratchlm.runtime import configure_threads, get_device
@@ -73,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
     if args.max_new_tokens > MAX_NEW_TOKENS:
         raise ConfigError(
             f"--max-new-tokens {args.max_new_tokens:,} is more than this command allows ({MAX_NEW_TOKENS:,})"
+        )
+    if not checkpoint.resolve_path(args.ckpt).exists():
+        raise CheckpointError(
+            f"no checkpoint at {checkpoint.resolve_path(args.ckpt)}: train a model first "
+            f"(python -m scratchlm train --out {args.ckpt}), or give --ckpt PATH"
         )
     model, tokenizer = checkpoint.load_model(args.ckpt, device=device)
     if not args.prompt:

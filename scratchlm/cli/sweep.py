@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from scratchlm.cli.args import positive_int
+from scratchlm.cli.args import add_threads_argument, positive_int
 from scratchlm.errors import ConfigError
 from scratchlm.options import add_arguments, given_options
 from scratchlm.runtime import THREADS_ENV, configure_threads, get_device, run_mode
@@ -62,11 +62,13 @@ def register(subparsers) -> None:
     p.add_argument("--plots", metavar="DIR", help="where --report writes its plots (default: the sweep's folder)")
     p.add_argument("--widths", type=positive_int, nargs="+", metavar="W", help="model widths, replacing the grid's")
     p.add_argument("--budgets", type=_budget, nargs="+", metavar="C", help="compute budgets, replacing the grid's")
+    add_threads_argument(p, "one")
     p.add_argument(
-        "--threads", type=positive_int, help="CPU threads (default: SCRATCHLM_THREADS, else 1: small models)"
+        "--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar (default: on)"
     )
     p.add_argument("--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
-    add_arguments(p, SweepGrid, title="grid settings (override the grid's)")
+    add_arguments(p, SweepGrid, title="grid settings (override the grid's; defaults shown: the cpu grid's)",
+                  defaults=GRIDS["cpu"])  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -90,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         f"{', '.join(f'{c:.0e}' for c in grid.budgets)} FLOPs, {grid.depth} layers; results in {out}/"
     )
     start = time.perf_counter()
-    records = run_sweep(grid, out, device=device)
+    records = run_sweep(grid, out, device=device, progress=args.progress)
     print(f"{len(records)} runs done ({time.perf_counter() - start:.0f} s in this call)")
     print(_runs_table(records))
     print(f"fit and plot them: python -m scratchlm sweep --report {out}")

@@ -5,8 +5,9 @@
     python -m scratchlm tokenizer decode --tokenizer runs/bpe.txt 2514 387 11 393
     python -m scratchlm tokenizer info --tokenizer cl100k_base
 
-`--tokenizer` takes a tokenizer file (BPE, or a character tokenizer's JSON) or the name of a published
-vocabulary: r50k_base (GPT-2) or cl100k_base (GPT-4), the same rule as `train --tokenizer`
+`--tokenizer` takes a tokenizer file (BPE, or a character tokenizer's JSON), a Hugging Face byte-level BPE
+(a tokenizer.json, a vocab.json with its merges.txt beside it, or a folder holding either) or the name of a
+published vocabulary: r50k_base (GPT-2) or cl100k_base (GPT-4), the same rule as `train --tokenizer`
 (`scratchlm.tokenizers.load`).
 """
 
@@ -35,7 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    train = actions.add_parser("train", help="learn a BPE vocabulary from a text and save it")
+    train = actions.add_parser(
+        "train",
+        help="learn a BPE vocabulary from a text and save it",
+        description="Learn a byte-level BPE vocabulary from a text (merges of the most frequent adjacent pairs, "
+        "within the chunks of the split pattern) and save it in the scratchlm-bpe text format.",
+    )
     train.add_argument("--data", required=True, help="a registered data file (tinyshakespeare) or a text file")
     train.add_argument("--vocab-size", type=positive_int, required=True, help="bytes + merges + special tokens")
     train.add_argument("--out", type=Path, required=True, help="where to write the tokenizer file")
@@ -43,10 +49,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--special", action="append", metavar="TOKEN", help="a special token, e.g. '<|endoftext|>' (repeatable)"
     )
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar (default: on)"
+    )
     train.set_defaults(func=run_train)
 
-    encode = actions.add_parser("encode", help="print the token ids of a text")
+    encode = actions.add_parser(
+        "encode",
+        help="print the token ids of a text",
+        description="Print the token ids of a text (--text) or of a UTF-8 file (--file), separated by spaces.",
+    )
     _add_tokenizer_argument(encode)
     source = encode.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="the text to encode")
@@ -54,18 +66,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     encode.add_argument("--allow-special", action="store_true", help="encode special tokens in the text as their ids")
     encode.set_defaults(func=run_encode)
 
-    decode = actions.add_parser("decode", help="print the text of token ids")
+    decode = actions.add_parser(
+        "decode", help="print the text of token ids", description="Print the text that a list of token ids stands for."
+    )
     _add_tokenizer_argument(decode)
     decode.add_argument("ids", type=int, nargs="+", metavar="ID", help="token ids")
     decode.set_defaults(func=run_decode)
 
-    info = actions.add_parser("info", help="vocabulary size, split pattern, special tokens and first merges")
+    info = actions.add_parser(
+        "info",
+        help="vocabulary size, split pattern, special tokens and first merges",
+        description="Print a tokenizer's vocabulary size, split pattern and special tokens, and its first merges "
+        "(a character tokenizer: its characters).",
+    )
     _add_tokenizer_argument(info)
     info.set_defaults(func=run_info)
 
 
 def _add_tokenizer_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tokenizer", required=True, help=f"a tokenizer file, or one of: {', '.join(PRETRAINED)}")
+    parser.add_argument(
+        "--tokenizer",
+        required=True,
+        help=f"a tokenizer file (ours or Hugging Face's tokenizer.json, vocab.json or their folder), or one of: "
+        f"{', '.join(PRETRAINED)}",
+    )
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -74,7 +98,7 @@ def run_train(args: argparse.Namespace) -> int:
     check_writable(args.out)  # before training, not after: a bad --out must not cost the work
     text = load_text(args.data)
     start = time.perf_counter()
-    tokenizer = BPETokenizer.train(text, args.vocab_size, PATTERNS[args.pattern], args.special, progress=not args.quiet)
+    tokenizer = BPETokenizer.train(text, args.vocab_size, PATTERNS[args.pattern], args.special, progress=args.progress)
     seconds = time.perf_counter() - start
     tokenizer.save(args.out)
     n_tokens = len(tokenizer.encode_ordinary(text))

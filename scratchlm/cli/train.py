@@ -13,13 +13,14 @@ from pathlib import Path
 import torch
 
 from scratchlm import checkpoint
-from scratchlm.cli.args import positive_int
+from scratchlm.cli.args import add_threads_argument
 from scratchlm.errors import CheckpointError, ScratchLMError
+from scratchlm.files import folder_lock
 from scratchlm.generation import generate
 from scratchlm.model import GPTConfig
 from scratchlm.options import add_arguments, given_options
 from scratchlm.runtime import configure_threads, get_device, run_mode
-from scratchlm.training import PRESETS, TrainConfig, preset, train
+from scratchlm.training import PRESETS, TrainConfig, prepare_run, preset, run_training
 
 SAMPLE_CHARS = 300
 DEFAULT_OUT = "out"
@@ -42,11 +43,10 @@ def register(subparsers) -> None:
         metavar="{" + ",".join(PRESETS) + "}",
         help="starting configuration (default: gpu on a CUDA or MPS device, else cpu)",
     )
-    p.add_argument(
-        "--threads", type=positive_int, help="CPU threads (default: one less than the CPUs, at least 1, at most 8)"
-    )
-    add_arguments(p, GPTConfig, title="model")
-    add_arguments(p, TrainConfig, title="training")
+    add_threads_argument(p)
+    cpu = preset("cpu")  # the defaults shown: the cpu preset's (--preset gpu, the default on a GPU, changes some)
+    add_arguments(p, GPTConfig, title="model (defaults shown: the cpu preset's)", defaults=cpu.model)
+    add_arguments(p, TrainConfig, title="training (defaults shown: the cpu preset's)", defaults=cpu)
     p.set_defaults(func=run)
 
 
@@ -64,6 +64,11 @@ def config_from_args(
 
 
 def _saved_config(saved: checkpoint.Checkpoint) -> TrainConfig:
+    if "pretrain" in saved.extra:
+        raise CheckpointError(
+            f"{saved.path} was written by pretrain (a run on prepared shards): continue it with "
+            f"`python -m scratchlm pretrain --resume --out {saved.path.parent}`"
+        )
     if not isinstance(saved.config, dict):
         raise CheckpointError(f"{saved.path} holds no training config to resume from")
     try:
@@ -86,7 +91,18 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         saved = checkpoint.load(Path(args.out_dir or DEFAULT_OUT) / checkpoint.FILENAME)
     config = config_from_args(args, device, saved)
+    if saved is not None and saved.step >= config.max_iters:
+        print(
+            f"{saved.path.parent} holds a finished run (step {saved.step} of --max-iters {config.max_iters}): "
+            "nothing to train; give a larger --max-iters to train it longer"
+        )
+        return 0
     threads = configure_threads(args.threads)
+    run = prepare_run(config, checkpoint=saved, device=device)
+    run.check_output()  # refusals come before the banner: a refused run says only why
+    if run.out_dir is not None:
+        with folder_lock(run.out_dir):  # another run in the folder is refused now, not after the banner
+            pass
     m = config.model
     print(
         f"training on {device} ({threads} threads): {m.n_layer} layers, {m.n_head} heads, "
@@ -94,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         f"checkpoints in {config.out_dir}/"
     )
     t0 = time.perf_counter()
-    result = train(config, checkpoint=saved, device=device)
+    result = run_training(run)
     elapsed = time.perf_counter() - t0
     if result.metrics:
         last = result.metrics[-1]

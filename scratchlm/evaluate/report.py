@@ -30,6 +30,7 @@ from scratchlm.evaluate.mechanistic import attention_patterns, head_summary, ind
 from scratchlm.evaluate.novelty import TrainingTextIndex
 from scratchlm.files import atomic_write, output_folder
 from scratchlm.generation import generate
+from scratchlm.memory import check_fits, sampling_bytes
 from scratchlm.options import POSITIVE_INT, TEXT, check_options, number, option, optional
 
 REPORT_FILENAME = "report.json"
@@ -69,12 +70,36 @@ class EvalConfig:
         10, "a sample's character n-grams of this length are checked against training", POSITIVE_INT
     )
     induction_batch: int = option(32, "repeated random sequences for the induction score", POSITIVE_INT)
-    seed: int = option(0, "seed of the cloze items, samples and random sequences", number(">= 0", lambda v: v >= 0))
+    seed: int = option(
+        0, "seed of the cloze items, samples and random sequences", number("in [0, 2**64)", lambda v: 0 <= v < 2**64)
+    )
 
     def __post_init__(self) -> None:
         check_options(self)
         if self.cloze_choices < 2:
             raise ConfigError(f"cloze_choices must be at least 2, got {self.cloze_choices}")
+
+
+def check_sizes(config: EvalConfig, model_config: Any, tokenizer: Any, device: torch.device) -> None:
+    """Refuse what cannot work before anything runs (`scratchlm.memory`, as `train` does): more confidence bins
+    than scored tokens, samples or induction sequences that cannot fit in memory, an n-gram longer than any sample
+    can be."""
+    if config.bins > config.max_tokens:
+        raise ConfigError(f"bins={config.bins:,} is more than the {config.max_tokens:,} tokens scored (max_tokens)")
+    check_fits(3 * 8 * config.bins, device, f"{config.bins:,} confidence bins")
+    T = model_config.block_size
+    kept = config.samples * config.sample_tokens * 8  # the samples' ids, then their text
+    check_fits(sampling_bytes(model_config, config.samples, T + config.sample_tokens) + kept, device,
+               f"{config.samples:,} samples of {config.sample_tokens:,} tokens")  # fmt: skip
+    attention = config.induction_batch * model_config.n_layer * model_config.n_head * T * T * 4
+    check_fits(sampling_bytes(model_config, config.induction_batch, T) + attention, device,
+               f"{config.induction_batch:,} induction sequences")  # fmt: skip
+    longest = config.sample_tokens * int(token_bytes(tokenizer).max())
+    if config.novelty_n > longest:
+        raise ConfigError(
+            f"novelty_n={config.novelty_n:,} is longer than a sample of {config.sample_tokens:,} tokens can be "
+            f"({longest:,} characters at most): no n-gram to check"
+        )
 
 
 def _first_token_ids(tokenizer: Any, text: str) -> list[int]:

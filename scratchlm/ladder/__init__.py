@@ -15,6 +15,7 @@ character model with a BPE one. The gap between two rungs is what one component 
                                                              # rungs marked, the fresh value beside the committed
     results = run_ladder(seeds=(0, 1))           # every rung and seed (python -m scratchlm ladder does this)
     write_ladder(results); read_ladder()         # the committed file, RESULTS_PATH
+    add_result(results, result)                  # a new (rung, seed) appended, a measured one replaced
     print(ladder_table(results)); plot_ladder(results, highlight=..., measured=..., ax=None)
 
 Budgets (`BUDGETS`, chosen by `scratchlm.runtime.run_mode` unless given): "smoke" (seconds per rung), "cpu"
@@ -24,6 +25,8 @@ Budgets (`BUDGETS`, chosen by `scratchlm.runtime.run_mode` unless given): "smoke
 from scratchlm.ladder.budget import BUDGETS, LadderBudget, budget
 from scratchlm.ladder.report import (
     RESULTS_PATH,
+    add_result,
+    check_same_budget,
     ladder_table,
     mean_bits_per_byte,
     plot_ladder,
@@ -43,7 +46,9 @@ __all__ = [
     "LadderBudget",
     "LadderData",
     "Rung",
+    "add_result",
     "budget",
+    "check_same_budget",
     "get_rung",
     "ladder_data",
     "ladder_table",

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from scratchlm.errors import DataError
+from scratchlm.errors import ConfigError, DataError
 from scratchlm.files import atomic_write
 from scratchlm.ladder.rungs import RUNGS, get_rung
 
@@ -41,6 +41,29 @@ def write_ladder(results: Sequence[dict[str, Any]], path: str | Path | None = No
         json.dump(document, f, indent=1)
         f.write("\n")
     return path
+
+
+def add_result(results: Sequence[dict[str, Any]], result: dict[str, Any]) -> list[dict[str, Any]]:
+    """`results` with `result` added: a fresh measurement of a (rung, seed) already there takes its place, any
+    other is appended. The list never gets shorter, so a file rewritten after each rung only ever gains."""
+    key = (result["rung"], result["seed"])
+    kept = [r for r in results if (r.get("rung"), r.get("seed")) != key]
+    if len(kept) == len(results):
+        return [*results, result]
+    return [result if (r.get("rung"), r.get("seed")) == key else r for r in results]
+
+
+def check_same_budget(results: Sequence[dict[str, Any]], budget_config: dict[str, Any], path: str | Path) -> None:
+    """Refuse (`ConfigError`) to add results of `budget_config` to a file holding results of another budget:
+    their bits per byte are not comparable, and a table of both would mix them."""
+    other = next((r for r in results if r.get("budget_config") != budget_config), None)
+    if other is not None:
+        theirs = other.get("budget_config") or {}
+        changed = sorted(k for k in set(theirs) | set(budget_config) if theirs.get(k) != budget_config.get(k))
+        raise ConfigError(
+            f"{path} holds ladder results of another budget (they differ in {', '.join(changed) or 'budget'}); "
+            "choose another --out for this one"
+        )
 
 
 def read_ladder(path: str | Path | None = None) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ from scratchlm.evaluate import bits_per_byte, token_bytes, token_nats
 from scratchlm.ladder.budget import BUDGETS, LadderBudget
 from scratchlm.ladder.budget import budget as named_budget
 from scratchlm.ladder.rungs import RUNGS, get_rung
+from scratchlm.memory import check_fits, training_bytes
 from scratchlm.runtime import get_device
 from scratchlm.tokenizers import BPETokenizer
 from scratchlm.training import TrainConfig, train
@@ -203,10 +204,18 @@ def run_ladder(
 ) -> list[dict[str, Any]]:
     """`run_rung` for every rung and seed (rung by rung), with one progress bar; `on_result` sees each result
     as it comes (the CLI writes the file after every rung, so an interrupted ladder keeps what it finished)."""
-    for name in rungs:
-        get_rung(name)  # an unknown name fails before an hour of training, not after
     if not seeds:
         raise ConfigError("run_ladder needs at least one seed")
+    _, resolved = resolve_budget(budget)
+    where = get_device(str(device) if device is not None else None)
+    for name in rungs:  # an unknown name or an absurd size fails before an hour of training, not after
+        rung = get_rung(name)
+        if name == "bigram":  # a table of vocab x vocab logits: none of the budget's sizes
+            continue
+        # lower bounds, as the data is not read yet: one id, and for BPE a context of one token
+        vocab, block = (resolved.bpe_vocab_size, 1) if rung.tokenizer == "bpe" else (1, resolved.block_size)
+        config = rung.model_config(resolved, vocab, block)
+        check_fits(training_bytes(config, resolved.batch_size), where, f"training rung {name!r}")
     results = []
     jobs = [(name, seed) for name in rungs for seed in seeds]
     with tqdm(jobs, desc="ladder", unit="run", dynamic_ncols=True) as bar:

@@ -21,7 +21,6 @@ with the same recipe (the library's training loop), so only the architecture dif
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,7 +127,7 @@ class Rung:
             n_embd=budget.n_embd,
         )
         changes = {k: (budget.n_kv_head if v == "budget" else v) for k, v in self.changes.items()}
-        return dataclasses.replace(config, **changes)
+        return config.replace(**changes)
 
 
 _LADDER = (

@@ -4,7 +4,8 @@
 
     a folder            every text file under it (sorted by path, recursively) is one document
     a text file         one document per paragraph (blank-line separated), or, if the file contains
-                        "<|endoftext|>" markers (the form TinyStories' text dumps use), one per marked piece
+                        "<|endoftext|>" markers (the form TinyStories' text dumps use), one per marked piece;
+                        read in chunks, so a file of any size needs memory for one document at a time
     "python-stdlib"     the .py files of this Python's standard library, tests excluded (about 12 MB, 730 files
                         on CPython 3.11): one document per file
     "tinyshakespeare"   the course's 1.1 MB corpus (the data mirror's copy), one document per speech
@@ -26,7 +27,7 @@ import hashlib
 import re
 import sys
 import sysconfig
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,11 +78,66 @@ def _read_files(files: list[Path]) -> Iterator[str]:
 def split_text(text: str) -> Iterator[str]:
     """The documents of one text file: the pieces between "<|endoftext|>" markers if it has any, else its
     blank-line-separated paragraphs. Empty pieces are dropped."""
-    pieces = text.split(EOT_MARKER) if EOT_MARKER in text else _PARAGRAPHS.split(text)
+    yield from _documents_of(text.split(EOT_MARKER) if EOT_MARKER in text else _PARAGRAPHS.split(text))
+
+
+_READ_CHARS = 1 << 20  # a text file is read 1M characters at a time
+
+
+def _has_marker(path: Path) -> bool:
+    """Whether the file holds "<|endoftext|>", read in blocks (a marker may straddle two of them)."""
+    marker, tail = EOT_MARKER.encode(), b""
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            if marker in tail + block[: len(marker)] or marker in block:
+                return True
+            tail = block[-(len(marker) - 1) :]
+    return False
+
+
+def _read_chunks(path: Path) -> Iterator[str]:
+    """The file's UTF-8 text, `_READ_CHARS` characters at a time (newlines translated as `load_text` does)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            yield from iter(lambda: f.read(_READ_CHARS), "")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text ({e.reason})") from None
+
+
+def split_stream(chunks: Iterable[str], by_marker: bool) -> Iterator[str]:
+    """`split_text` of the text that `chunks` make together, read lazily: the same documents, holding one
+    chunk and the document in progress at a time, never the whole text. by_marker: cut at "<|endoftext|>"
+    (`split_text` does when the text holds one), else at blank lines.
+
+    A blank-line match that reaches the end of what has been read may grow with the next chunk, so the text
+    from its start waits for it; any earlier match is final (the pattern looks one character past its end)."""
+    buffer = ""
+    for chunk in chunks:
+        buffer += chunk
+        if by_marker:
+            *pieces, buffer = buffer.split(EOT_MARKER)
+        else:
+            pieces, start = [], 0
+            for match in _PARAGRAPHS.finditer(buffer):
+                if match.end() == len(buffer):
+                    break
+                pieces.append(buffer[start : match.start()])
+                start = match.end()
+            buffer = buffer[start:]
+        yield from _documents_of(pieces)
+    yield from _documents_of([buffer])
+
+
+def _documents_of(pieces: Iterable[str]) -> Iterator[str]:
     for piece in pieces:
         piece = piece.strip("\n")
         if piece.strip():
             yield piece
+
+
+def _text_file(path: Path) -> Corpus:
+    by_marker = _has_marker(path)
+    return Corpus(str(path), f"the text file {path}", lambda: split_stream(_read_chunks(path), by_marker))
 
 
 def _hf_documents(name: str, split: str) -> Iterator[str]:
@@ -114,7 +170,7 @@ def open_corpus(spec: str | Path) -> Corpus:
             raise DataError(f"the folder {path} holds no files")
         return Corpus(str(path), f"{len(files)} files under {path}", lambda: _read_files(files))
     if path.is_file():
-        return Corpus(str(path), f"the text file {path}", lambda: split_text(load_text(path)))
+        return _text_file(path)
     if text_spec == "python-stdlib":
         version = ".".join(map(str, sys.version_info[:3]))
         files = stdlib_files()

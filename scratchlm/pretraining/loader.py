@@ -100,6 +100,11 @@ class ShardLoader:
             first = window - (int(self._ends[shard - 1]) if shard else 0)
             start = first * self.block_size
             out[row] = self.index.memmap(self.split, shard)[start : start + self.block_size + 1]
+        if out.size and (largest := int(out.max())) >= self.index.vocab_size:  # shards changed, read unverified
+            raise DataError(
+                f"the {self.split} shards of {self.index.folder} hold token id {largest}, beyond the tokenizer's "
+                f"{self.index.vocab_size} ids: they were changed after prepare (run with --verify to find which)"
+            )
         return out
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -38,7 +38,8 @@ from scratchlm import checkpoint as ckpt_io
 from scratchlm.errors import CheckpointError, ConfigError, OutputError, ScratchLMError
 from scratchlm.files import atomic_write, folder_lock, remove_stale_temporaries
 from scratchlm.generation import generate
-from scratchlm.model import GPT
+from scratchlm.memory import check_fits, sampling_bytes, training_bytes
+from scratchlm.model import GPT, GPTConfig
 from scratchlm.pretraining.config import PretrainConfig
 from scratchlm.pretraining.loader import ShardLoader
 from scratchlm.pretraining.shards import ShardIndex
@@ -208,6 +209,18 @@ def _last_checkpoint(config: PretrainConfig) -> str:
     return f"The last checkpoint is {path}: --resume continues from it."
 
 
+def check_sizes(config: PretrainConfig, model: GPTConfig, accumulation: int, device: torch.device) -> None:
+    """Refuse absurd sizes before anything is allocated (`scratchlm.memory`, as `train` does): the model with its
+    optimizer and activations plus the micro-batches of one step, and the samples of an evaluation."""
+    c = config.train
+    step_batches = 2 * accumulation * c.batch_size * model.block_size * 8  # every micro-batch's x and y, int64
+    check_fits(training_bytes(model, c.batch_size) + step_batches, device, "pretraining this model")
+    if config.samples:
+        kept = config.samples * config.sample_tokens * 8  # their ids and text stay in the metrics
+        needed = sampling_bytes(model, 1, config.sample_tokens + 1) + kept
+        check_fits(needed, device, f"{config.samples:,} samples of {config.sample_tokens:,} tokens")
+
+
 def _all_reduce_mean(t: torch.Tensor, ddp: Distributed) -> torch.Tensor:
     if ddp.world_size > 1:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)  # gloo has no AVG
@@ -222,12 +235,15 @@ def _pretrain(config: PretrainConfig, device: torch.device, ddp: Distributed) ->
             device = torch.device("cuda", ddp.local_rank)
             torch.cuda.set_device(device)
         torch.set_float32_matmul_precision("high")
-    index = ShardIndex.open(train_config.data, verify=config.verify and ddp.is_main)
-    tokenizer = index.tokenizer()
+    index = ShardIndex.open(train_config.data, verify=False)
     accumulation = config.accumulation(ddp.world_size)
     tokens_per_step = config.tokens_per_step(ddp.world_size)
     model_config = train_config.model_config(index.vocab_size)
     block, batch = model_config.block_size, train_config.batch_size
+    check_sizes(config, model_config, accumulation, device)  # before hashing shards or allocating anything
+    if config.verify and ddp.is_main:
+        index = ShardIndex.open(train_config.data, verify=True)
+    tokenizer = index.tokenizer()
 
     out_dir = Path(train_config.out_dir) if train_config.out_dir is not None else None
     checkpoint = None
@@ -251,6 +267,13 @@ def _pretrain(config: PretrainConfig, device: torch.device, ddp: Distributed) ->
     step_losses: list[float] = []
     step = 0
     if checkpoint is not None:
+        corpus = checkpoint.extra.get("corpus_sha256")
+        if corpus is not None and corpus != index.index["source"]["sha256"]:
+            raise CheckpointError(
+                f"cannot resume: {checkpoint.path} was trained on another corpus than {index.folder} holds "
+                f"({index.index['source']['name']!r}); resume with the --data it was trained on, or start a new run "
+                "in another --out"
+            )
         if changed := checkpoint.gpt_config().differences(model_config):
             raise ConfigError(f"cannot resume: the checkpoint was trained with {', '.join(changed)}")
         if checkpoint.tokenizer_state is not None and checkpoint.tokenizer_state != tokenizer.to_dict():

@@ -36,10 +36,12 @@ Different input in a DIR that holds shards is refused unless overwrite=True.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import multiprocessing
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,11 +49,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from scratchlm.data import sha256_of
 from scratchlm.errors import DataError, OutputError
 from scratchlm.files import atomic_write, folder_lock, remove_stale_temporaries
+from scratchlm.memory import check_fits
 from scratchlm.options import BOOL, NON_NEGATIVE_INT, POSITIVE_INT, TEXT, Rule, check_options, number, option, optional
 from scratchlm.pretraining.corpora import DEFAULT_CORPUS, EOT_MARKER, Corpus, fingerprint, open_corpus
 
@@ -99,29 +103,55 @@ def goes_to_val(position: int, seed: int, val_fraction: float) -> bool:
 
 def _val_rule(n_docs: int, seed: int, val_fraction: float):
     """`goes_to_val`, except that each split gets at least one document: if the draw gives val none, the last
-    document goes there; if it gives train none, the first stays in train."""
-    drawn = [goes_to_val(i, seed, val_fraction) for i in range(n_docs)]
-    if not any(drawn):
-        drawn[-1] = True
-    if all(drawn):
-        drawn[0] = False
-    return drawn.__getitem__
+    document goes there; if it gives train none, the first stays in train. Nothing is stored per document (the
+    searches below stop at the first document of each kind), so the rule costs the same for any corpus size."""
+    any_val = any(goes_to_val(i, seed, val_fraction) for i in range(n_docs))
+    any_train = not all(goes_to_val(i, seed, val_fraction) for i in range(n_docs))
+
+    def rule(position: int) -> bool:
+        if not any_val and position == n_docs - 1:
+            return True
+        if not any_train and position == 0:
+            return False
+        return goes_to_val(position, seed, val_fraction)
+
+    return rule
+
+
+def _in_order(pool: Any, function: Any, tasks: Iterator[Any], window: int) -> Iterator[Any]:
+    """`pool.imap(function, tasks)` with at most `window` tasks read ahead: imap's feeder thread reads every task
+    at once, so a corpus larger than memory would be pulled into it while the workers are still busy."""
+    pending: collections.deque = collections.deque()
+    for task in tasks:
+        pending.append(pool.apply_async(function, (task,)))
+        if len(pending) >= window:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
 
 
 # --- workers: each holds one tokenizer, rebuilt from its dict once -------------------------------------------
 
-_worker_encode = None
+_worker_tokenizer = None
 
 
 _worker_dtype = None
 
 
 def _init_worker(tokenizer_state: dict[str, Any], dtype: str) -> None:
-    global _worker_encode, _worker_dtype
+    global _worker_tokenizer, _worker_dtype
     from scratchlm.tokenizers import tokenizer_from_dict
 
-    _worker_encode = _encoder(tokenizer_from_dict(tokenizer_state))
+    _worker_tokenizer = tokenizer_from_dict(tokenizer_state)
     _worker_dtype = np.dtype(dtype)
+
+
+def _encode_documents(tokenizer: Any, documents: list[str]) -> list[list[int]]:
+    """The ids of each document as plain text: `encode_iter` (one chunk table for the batch) where the tokenizer
+    has it, else `encode_ordinary` or `encode` document by document."""
+    if hasattr(tokenizer, "encode_iter"):
+        return list(tokenizer.encode_iter(documents))
+    return list(map(_encoder(tokenizer), documents))
 
 
 def _utf8_len(text: str) -> int:
@@ -131,7 +161,8 @@ def _utf8_len(text: str) -> int:
 def _encode_batch(documents: list[str]) -> list[tuple[int, np.ndarray]]:
     """(UTF-8 bytes, ids) of each document: the main process needs only these, not the text back. The ids come
     back as a compact array (2 or 4 bytes an id to pickle, not a Python int each)."""
-    return [(_utf8_len(doc), np.asarray(_worker_encode(doc), dtype=_worker_dtype)) for doc in documents]
+    encoded = _encode_documents(_worker_tokenizer, documents)
+    return [(_utf8_len(doc), np.asarray(ids, dtype=_worker_dtype)) for doc, ids in zip(documents, encoded, strict=True)]
 
 
 def _batches(documents: Iterator[str]) -> Iterator[list[str]]:
@@ -264,6 +295,8 @@ def prepare(
         raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     if shard_tokens < 2:
         raise DataError(f"shard_tokens must be at least 2, got {shard_tokens}")
+    # the two splits' shard buffers, at 2 bytes a token at least: an absurd size fails now, not after a pass
+    check_fits(2 * shard_tokens * 2, torch.device("cpu"), f"shards of {shard_tokens:,} tokens")
     workers = workers or os.cpu_count() or 1
     corpus = open_corpus(data)
     out_dir = Path(out_dir)
@@ -310,7 +343,6 @@ def prepare(
 
         writers = {split: _ShardWriter(out_dir, split, dtype, shard_tokens) for split in SPLITS}
         in_val = _val_rule(n_docs, seed, val_fraction)
-        encode = _encoder(tokenizer)
         position = 0
         start = time.perf_counter()
         desc = f"tokenizing ({workers} workers)"
@@ -320,9 +352,12 @@ def prepare(
         try:
             if workers > 1:
                 pool = multiprocessing.get_context().Pool(workers, _init_worker, (tokenizer_state, dtype.name))
-                encoded_batches = pool.imap(_encode_batch, batches)  # in order, whatever finishes first
+                encoded_batches = _in_order(pool, _encode_batch, batches, window=2 * workers)
             else:
-                encoded_batches = ([(_utf8_len(doc), encode(doc)) for doc in batch] for batch in batches)
+                encoded_batches = (
+                    list(zip(map(_utf8_len, batch), _encode_documents(tokenizer, batch), strict=True))
+                    for batch in batches
+                )
             for encoded in encoded_batches:
                 for size, ids in encoded:
                     writer = writers["val" if in_val(position) else "train"]
@@ -366,6 +401,8 @@ def prepare(
 
 
 def _read_index_file(out_dir: Path) -> dict[str, Any]:
+    """The index in `out_dir`, checked field by field (`_check_index`): a damaged or foreign one is a one-line
+    `DataError` naming the file and what is wrong, never a KeyError deep inside a run."""
     path = out_dir / INDEX_FILENAME
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
@@ -377,13 +414,70 @@ def _read_index_file(out_dir: Path) -> dict[str, Any]:
         raise DataError(f"{path} is not a scratchlm shard index")
     if index.get("version") != VERSION:
         raise DataError(f"{path} has shard format version {index.get('version')!r}; this scratchlm reads {VERSION}")
+    if problem := _index_problem(index):
+        raise DataError(f"{path} is damaged: {problem}; prepare the folder again (or delete it)")
     return index
 
 
+_SHARD_NAME = re.compile(r"(train|val)_\d{6}\.bin")  # what _ShardWriter names its files, and nothing else
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _index_problem(index: dict[str, Any]) -> str | None:
+    """What is wrong with a parsed index (a key missing, a value of the wrong type, a shard file that is not one
+    `prepare` writes, such as "../x" or an absolute path), or None if every field a reader uses is sound."""
+    if index.get("dtype") not in ("uint16", "uint32"):
+        return f"dtype is {index.get('dtype')!r}, not uint16 or uint32"
+    tokenizer = index.get("tokenizer")
+    if not isinstance(tokenizer, dict) or not isinstance(tokenizer.get("sha256"), str):
+        return "tokenizer must be a record with a sha256"
+    vocab = tokenizer.get("vocab_size")
+    if not _is_count(vocab) or vocab == 0 or vocab > np.iinfo(index["dtype"]).max + 1:
+        return f"tokenizer vocab_size {vocab!r} is not a positive integer that fits {index['dtype']}"
+    separator = index.get("separator")
+    ids = separator.get("ids") if isinstance(separator, dict) else None
+    if not isinstance(ids, list) or not ids or not all(_is_count(i) and i < vocab for i in ids):
+        return f"separator ids must be a non-empty list of ids below vocab_size {vocab}"
+    source = index.get("source")
+    if not isinstance(source, dict) or not isinstance(source.get("sha256"), str):
+        return "source must be a record with a sha256"
+    if not isinstance(index.get("settings"), dict):
+        return "settings must be a record"
+    splits = index.get("splits")
+    if not isinstance(splits, dict) or set(splits) != set(SPLITS):
+        return f"splits must be exactly {' and '.join(SPLITS)}"
+    for name in SPLITS:
+        split = splits[name]
+        if not isinstance(split, dict) or not all(_is_count(split.get(k)) for k in ("documents", "tokens", "bytes")):
+            return f"split {name} needs documents, tokens and bytes as counts"
+        shards = split.get("shards")
+        if not isinstance(shards, list):
+            return f"split {name}'s shards must be a list"
+        for shard in shards:
+            if (
+                not isinstance(shard, dict)
+                or not _is_count(shard.get("tokens"))
+                or not isinstance(shard.get("sha256"), str)
+            ):
+                return f"a shard of split {name} needs a file, a token count and a sha256"
+            file = shard.get("file")
+            if not isinstance(file, str) or not _SHARD_NAME.fullmatch(file) or not file.startswith(name + "_"):
+                return f"shard file {file!r} of split {name} is not a file that prepare writes in this folder"
+        if sum(shard["tokens"] for shard in shards) != split["tokens"]:
+            return f"split {name}'s shards do not add up to its {split['tokens']} tokens"
+    return None
+
+
 def _remove_shards(out_dir: Path, index: dict[str, Any]) -> None:
+    """Delete what prepare wrote in `out_dir` according to `index` (already checked: every shard file is a plain
+    name of this folder): its shards, the index and the tokenizer file. Nothing else, nothing outside."""
     for split in index.get("splits", {}).values():
         for shard in split.get("shards", []):
-            (out_dir / shard["file"]).unlink(missing_ok=True)
+            if _SHARD_NAME.fullmatch(shard["file"]):
+                (out_dir / shard["file"]).unlink(missing_ok=True)
     for name in (INDEX_FILENAME, TOKENIZER_FILENAME):
         (out_dir / name).unlink(missing_ok=True)
 
@@ -407,14 +501,8 @@ class ShardIndex:
         if not folder.is_dir():
             raise DataError(f"no prepared corpus at {folder} (a folder made by python -m scratchlm prepare)")
         index = _read_index_file(folder)
-        try:
-            splits = index["splits"]
-            dtype = np.dtype(index["dtype"])
-            if dtype not in (np.uint16, np.uint32) or set(splits) != set(SPLITS):
-                raise ValueError("dtype or splits")
-            shards = [(s["file"], int(s["tokens"]), s["sha256"]) for split in SPLITS for s in splits[split]["shards"]]
-        except (KeyError, TypeError, ValueError) as e:
-            raise DataError(f"{folder / INDEX_FILENAME} is malformed ({e})") from None
+        dtype = np.dtype(index["dtype"])
+        shards = [(s["file"], s["tokens"], s["sha256"]) for split in SPLITS for s in index["splits"][split]["shards"]]
         for name, tokens, sha in shards:
             path = folder / name
             if not path.is_file():

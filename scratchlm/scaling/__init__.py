@@ -33,6 +33,7 @@ from scratchlm.scaling.flops import (
     training_flops,
 )
 from scratchlm.scaling.sweep import (
+    GRID_FILENAME,
     GRIDS,
     RESULTS_FILENAME,
     SweepFit,
@@ -52,6 +53,7 @@ __all__ = [
     "BESIROGLU",
     "CHINCHILLA",
     "GRIDS",
+    "GRID_FILENAME",
     "RESULTS_FILENAME",
     "FitError",
     "Interval",

@@ -44,7 +44,7 @@ def non_embedding_params(config: GPTConfig, count_head: bool = True) -> int:
     model = _meta_gpt(config)
     n = model.num_parameters(non_embedding=True)
     if not count_head:
-        n -= model.transformer.wte.weight.numel()
+        n -= model.lm_head.weight.numel()  # the tied embedding or the untied head
     return n
 
 

@@ -47,8 +47,9 @@ from tqdm.auto import tqdm
 
 from scratchlm import checkpoint as ckpt_io
 from scratchlm.data import TokenSplits, load_splits
-from scratchlm.errors import ConfigError, OutputError
+from scratchlm.errors import ConfigError, DataError, OutputError
 from scratchlm.files import atomic_write, folder_lock, output_folder
+from scratchlm.memory import check_fits, training_bytes
 from scratchlm.model import GPTConfig
 from scratchlm.options import (
     NON_NEGATIVE_INT,
@@ -79,6 +80,8 @@ from scratchlm.training import (
 RESULTS_FILENAME = "results.jsonl"
 GRID_FILENAME = "grid.json"
 POINTS_DIRNAME = "points"
+
+MAX_SWEEP_FLOPS = 1e21  # ~12 days of a GPU at 1e15 FLOP/s; the "gpu" grid is about 1e17
 
 _WIDTHS = Rule("a non-empty tuple of positive integers", lambda v: bool(v) and all(is_int(w) and w > 0 for w in v))
 _BUDGETS = Rule(
@@ -303,20 +306,49 @@ def sweep_grid(name: str, **overrides: Any) -> SweepGrid:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+_RECORD_FIELDS = {"key": str, "budget": (int, float), "params": int, "tokens": int,
+                  "flops": (int, float), "epochs": (int, float), "wall_s": (int, float)}  # fmt: skip
+
+
+def _record_problem(record: Any) -> str | None:
+    """What keeps `record` from being a sweep record (a missing field, a value of the wrong type), or None."""
+    if not isinstance(record, dict):
+        return "it is not a JSON object"
+    for name, kind in _RECORD_FIELDS.items():
+        if not isinstance(record.get(name), kind) or isinstance(record.get(name), bool):
+            return f"its {name!r} is missing or not a {kind.__name__ if isinstance(kind, type) else 'number'}"
+    loss = record.get("final_val_loss")
+    if loss is not None and (not isinstance(loss, (int, float)) or isinstance(loss, bool)):
+        return "its 'final_val_loss' is not a number"
+    return None
+
+
 def read_results(out_dir: str | Path) -> list[dict[str, Any]]:
     """The records in `out_dir/results.jsonl`, in the order they were written. A line cut short (the sweep was
-    killed while writing it) is skipped: that point runs again and writes it whole."""
+    killed while writing it: the start of a JSON object, never valid JSON) is skipped: that point runs again and
+    writes it whole. Any other line that is not a record (not UTF-8, not JSON, a record of something else) is a
+    `DataError` naming the file and the line: the folder holds something this sweep did not write."""
     path = Path(out_dir) / RESULTS_FILENAME
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line_number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        where = f"{path}, line {line_number}"
+        try:
+            line = raw.decode("utf-8")  # json.dumps writes ASCII: a cut line is valid UTF-8
+        except UnicodeDecodeError:
+            raise DataError(f"{where} is not UTF-8 text: the file was not written by a sweep") from None
+        if not line.strip():
+            continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and "key" in record:
-            records.append(record)
+            if line.startswith("{"):
+                continue  # cut short by a kill mid-write
+            raise DataError(f"{where} is not a JSON record: the file was not written by a sweep") from None
+        if problem := _record_problem(record):
+            raise DataError(f"{where} is not a sweep record ({problem})")
+        records.append(record)
     return records
 
 
@@ -345,6 +377,44 @@ def _check_matches(record: dict[str, Any], point: SweepPoint, path: Path) -> Non
             f"{path} already holds point {point.key} trained with other settings ({', '.join(changed)}); "
             "use another output folder for this grid"
         )
+
+
+# Fields that only choose which points a grid holds; every other field is the recipe, shared by all its points.
+_SELECTION = ("widths", "budgets", "min_steps", "max_epochs", "seeds")  # which points, not how each trains
+
+
+def _check_same_recipe(out: Path, grid: SweepGrid, started: bool) -> SweepGrid | None:
+    """The grid recorded in `out/grid.json` (None if there is none). A sweep folder that has started (results or
+    checkpoints) may be extended with other widths and budgets, but not run with another recipe: one fit over two
+    recipes would mix them (ConfigError, before anything is written)."""
+    path = out / GRID_FILENAME
+    if not path.is_file():
+        return None
+    try:
+        recorded = SweepGrid(**json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError) as e:  # JSON, UTF-8 and ConfigError are all ValueErrors
+        if not started:
+            return None
+        raise ConfigError(f"{path} is not a sweep grid ({str(e).splitlines()[0]}); use another output folder") from None
+    changed = [f.name for f in dataclasses.fields(grid) if f.name not in _SELECTION
+               and getattr(grid, f.name) != getattr(recorded, f.name)]  # fmt: skip
+    if changed and started:
+        raise ConfigError(
+            f"{out} holds a sweep with other settings ({', '.join(changed)}): a fit over both would mix two "
+            "recipes; use another output folder, or the same settings to extend it"
+        )
+    return recorded if not changed else None
+
+
+def _widened(grid: SweepGrid, recorded: SweepGrid | None) -> SweepGrid:
+    """`grid` with the widths and budgets of the grid already recorded in the folder added: grid.json describes
+    every point the folder holds."""
+    if recorded is None:
+        return grid
+    return grid.replace(
+        widths=tuple(sorted({*grid.widths, *recorded.widths})),
+        budgets=tuple(sorted({*grid.budgets, *recorded.budgets})),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -486,35 +556,52 @@ def run_sweep(
     out = output_folder(out_dir, "sweep folder")
     device = device if device is not None else get_device()
     splits = splits if splits is not None else sweep_splits(grid.data, out)
-    points = list(points) if points is not None else grid.points(splits.tokenizer.vocab_size, len(splits.train))
-    with atomic_write(out / GRID_FILENAME, "w", encoding="utf-8") as f:
-        json.dump(grid.to_dict(), f, indent=1)
-
-    finished = {r["key"]: r for r in read_results(out)}
-    for point in points:
-        if point.key in finished:
-            _check_matches(finished[point.key], point, out / RESULTS_FILENAME)
-    todo = [p for p in points if p.key not in finished]
-    bar = tqdm(
-        total=sum(p.flops for p in points),
-        initial=sum(p.flops for p in points if p.key in finished),
-        unit="FLOP",
-        unit_scale=True,
-        desc=f"sweep ({len(points) - len(todo)}/{len(points)} points done)",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
-    with folder_lock(out), bar:  # one sweep per folder: two would both append the same points
-        for i, point in enumerate(todo):
-            bar.set_postfix_str(point.key, refresh=False)
-            folder = out / POINTS_DIRNAME / point.key
-            callbacks_ = [_SweepProgress(bar, point), *callbacks]
-            record = run_point(point, folder, splits=splits, device=device, callbacks=callbacks_)
-            append_result(out, record)
-            finished[point.key] = record
-            if not keep_checkpoints:  # the record is on disk: the checkpoint has done its job
-                (folder / ckpt_io.FILENAME).unlink(missing_ok=True)
-            bar.set_description(f"sweep ({len(points) - len(todo) + i + 1}/{len(points)} points done)", refresh=True)
+    vocab_size = splits.tokenizer.vocab_size
+    # the largest model by formula first: building even a shapes-only model of an absurd depth takes forever
+    largest = grid.model(max(grid.widths), vocab_size)
+    check_fits(training_bytes(largest, grid.batch_size), device, "the sweep's largest model")
+    points = list(points) if points is not None else grid.points(vocab_size, len(splits.train))
+    if not points:
+        raise ConfigError(
+            f"no (width, budget) point of the grid has at least min_steps={grid.min_steps} steps: lower "
+            "--min-steps, raise --budgets or choose smaller --widths"
+        )
+    if (total := sum(p.flops for p in points)) > MAX_SWEEP_FLOPS:
+        raise ConfigError(
+            f"the grid's points add up to {total:.3g} training FLOPs, more than any one machine does in weeks "
+            f"(limit {MAX_SWEEP_FLOPS:.0e}; a 2-core CPU does about 1e11 FLOP/s): lower --budgets"
+        )
+    # one sweep per folder (two would both append the same points), and every check before the first write
+    with folder_lock(out):
+        finished = {r["key"]: r for r in read_results(out)}
+        for point in points:
+            if point.key in finished:
+                _check_matches(finished[point.key], point, out / RESULTS_FILENAME)
+        recorded = _check_same_recipe(out, grid, started=bool(finished) or (out / POINTS_DIRNAME).is_dir())
+        with atomic_write(out / GRID_FILENAME, "w", encoding="utf-8") as f:
+            json.dump(_widened(grid, recorded).to_dict(), f, indent=1)
+        todo = [p for p in points if p.key not in finished]
+        bar = tqdm(
+            total=sum(p.flops for p in points),
+            initial=sum(p.flops for p in points if p.key in finished),
+            unit="FLOP",
+            unit_scale=True,
+            desc=f"sweep ({len(points) - len(todo)}/{len(points)} points done)",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        with bar:
+            for i, point in enumerate(todo):
+                bar.set_postfix_str(point.key, refresh=False)
+                folder = out / POINTS_DIRNAME / point.key
+                callbacks_ = [_SweepProgress(bar, point), *callbacks]
+                record = run_point(point, folder, splits=splits, device=device, callbacks=callbacks_)
+                append_result(out, record)
+                finished[point.key] = record
+                if not keep_checkpoints:  # the record is on disk: the checkpoint has done its job
+                    (folder / ckpt_io.FILENAME).unlink(missing_ok=True)
+                done = len(points) - len(todo) + i + 1
+                bar.set_description(f"sweep ({done}/{len(points)} points done)", refresh=True)
     if not keep_checkpoints:  # a sweep killed between writing a record and deleting its checkpoint
         for point in points:
             (out / POINTS_DIRNAME / point.key / ckpt_io.FILENAME).unlink(missing_ok=True)

@@ -26,11 +26,14 @@ def tokenizer_from_dict(state: dict[str, Any]) -> Tokenizer:
     """Rebuild a tokenizer from `to_dict()` output, dispatching on its `type` field."""
     from scratchlm.tokenizers.bpe import BPETokenizer
     from scratchlm.tokenizers.char import CharTokenizer
+    from scratchlm.tokenizers.extended import ExtendedTokenizer
 
-    kinds = {"char": CharTokenizer, "bpe": BPETokenizer}
+    kinds = {"char": CharTokenizer, "bpe": BPETokenizer, "extended": ExtendedTokenizer}
     kind = state.get("type") if isinstance(state, dict) else None
     if kind not in kinds:
         raise TokenizerError(f"unknown tokenizer type {kind!r}; expected one of {sorted(kinds)}")
+    if kind == "extended":  # a tokenizer around another: rebuild that one first
+        return ExtendedTokenizer.from_dict(state, tokenizer_from_dict(state.get("base")))
     return kinds[kind].from_dict(state)
 
 

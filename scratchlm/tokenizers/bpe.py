@@ -23,7 +23,7 @@ character), so `decode` replaces invalid bytes with U+FFFD "\ufffd"; `decode_byt
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +33,8 @@ import regex
 from scratchlm.downloads import fetch
 from scratchlm.errors import TokenizerError
 from scratchlm.options import is_int
-from scratchlm.tokenizers import bpe_files
+from scratchlm.tokenizers import bpe_files, hf_files
+from scratchlm.tokenizers.batches import batches_of_texts
 from scratchlm.tokenizers.bpe_ranks import merge_chunk, recover_merges
 from scratchlm.tokenizers.bpe_train import learn_merges
 
@@ -168,6 +169,17 @@ class BPETokenizer:
         that text, so `decode(encode_ordinary(text)) == text` holds whenever this returns.
         """
         return self._encode_ordinary_texts([text])[0]
+
+    def encode_iter(self, texts: Iterable[str]) -> Iterator[list[int]]:
+        """The ids of each text of `texts` (as `encode_ordinary` gives them), read and encoded lazily in batches of
+        about 1 MB that share one table of encoded chunks: a corpus of any size in bounded memory, the same ids
+        as encoding the whole list at once.
+
+            for ids in tokenizer.encode_iter(open("corpus.txt")):   # line by line, never the whole file
+                ...
+        """
+        for batch in batches_of_texts(texts):
+            yield from self._encode_ordinary_texts(batch)
 
     def _encode_ordinary_texts(self, texts: list[str]) -> list[list[int]]:
         """Encode several texts sharing one table of encoded chunks (the pieces between special tokens)."""
@@ -362,6 +374,40 @@ class BPETokenizer:
             return cls(ranks, pattern, special_tokens)
         except TokenizerError as e:
             raise TokenizerError(f"{path}: {e}") from None
+
+    @classmethod
+    def from_hf_files(cls, path: str | Path) -> BPETokenizer:
+        """A Hugging Face byte-level BPE: a `tokenizer.json`, GPT-2's `vocab.json` (its `merges.txt` beside
+        it), or a folder holding either (`hf_files.read_hf_files`).
+
+        Ids equal the `tokenizers` library's on the same files: Hugging Face's added tokens become special
+        tokens, and since Hugging Face matches them wherever they occur, `encode(text, allowed_special="all")`
+        gives its ids (`encode_ordinary` treats them as text). A file whose ids this class cannot reproduce
+        (a normaliser, a pre-tokenizer other than ByteLevel, ids 0..255 that are not the single bytes, added
+        tokens among the BPE's, ...) raises `TokenizerError` naming what is unsupported.
+        """
+        found = hf_files.read_hf_files(path)
+        tokenizer = cls(found.ranks, GPT2_SPLIT_PATTERN if found.gpt2_split else None, found.special_tokens)
+        tokenizer._merges = [(pair, 256 + k) for k, pair in enumerate(found.merges)]
+        return tokenizer
+
+    def save_hf_files(self, folder: str | Path) -> None:
+        """Write Hugging Face's `tokenizer.json` and GPT-2's `vocab.json` + `merges.txt` into `folder`, which the
+        `tokenizers` library (and `from_hf_files`) read with this tokenizer's ids.
+
+        Hugging Face's ByteLevel pre-tokenizer splits with GPT-2's regex or not at all, so only a tokenizer with
+        `GPT2_SPLIT_PATTERN` or no pattern can be written (vocab.json + merges.txt name no pre-tokenizer: readers
+        assume GPT-2's split); like `to_dict`, ids 0..255 must be the single bytes.
+        """
+        if self.pattern not in (GPT2_SPLIT_PATTERN, None):
+            raise TokenizerError(
+                "Hugging Face's byte-level files split with GPT-2's pattern or not at all; this tokenizer's pattern "
+                f"{self.pattern[:40]!r}... cannot be written (train with GPT2_SPLIT_PATTERN or pattern=None)"
+            )
+        self.to_dict()  # refuses vocabularies whose ids 0..255 are not the bytes or whose merges skip ids
+        merges = [pair for pair, _ in self.merges]
+        pairs = hf_files.HFBytePairs(self.ranks, self.pattern is not None, self.special_tokens, merges)
+        hf_files.write_hf_files(folder, pairs)
 
     @classmethod
     def from_pretrained(cls, name: str) -> BPETokenizer:

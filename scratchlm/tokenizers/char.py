@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from scratchlm.errors import TokenizerError
 from scratchlm.files import atomic_write
+from scratchlm.tokenizers.batches import batches_of_texts
 
 FORMAT = "scratchlm-char-tokenizer"
 VERSION = 1
@@ -45,6 +46,11 @@ class CharTokenizer:
                 f"character {bad!r} (U+{ord(bad):04X}) at position {position} is not in this tokenizer's "
                 f"vocabulary of {self.vocab_size} characters"
             ) from None
+
+    def encode_iter(self, texts: Iterable[str]) -> Iterator[list[int]]:
+        """The ids of each text of `texts`, encoded lazily: the same as `encode` on each, in bounded memory."""
+        for batch in batches_of_texts(texts):
+            yield from map(self.encode, batch)
 
     def decode(self, ids: Iterable[int]) -> str:
         try:

@@ -14,6 +14,7 @@ from scratchlm.training.loop import (
     TrainResult,
     evaluate,
     prepare_run,
+    run_training,
     train,
 )
 from scratchlm.training.step import (
@@ -45,6 +46,7 @@ __all__ = [
     "prepare_run",
     "preset",
     "resolve_dtype",
+    "run_training",
     "train",
     "train_step",
 ]

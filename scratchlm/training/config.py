@@ -66,7 +66,8 @@ class TrainConfig:
     )
     tokenizer: str | None = option(
         None,
-        "a tokenizer file or a published vocabulary (r50k_base, cl100k_base); default: characters of the data",
+        "a tokenizer file (ours or Hugging Face's tokenizer.json, vocab.json or their folder) or a published "
+        "vocabulary (r50k_base, cl100k_base); default: characters of the data",
         optional(TEXT),
         metavar="SPEC",
     )
@@ -151,7 +152,7 @@ class TrainConfig:
         model_changes = {k: v for k, v in changes.items() if k in model_fields}
         own = {k: v for k, v in changes.items() if k in own_fields}
         if model_changes:
-            own["model"] = dataclasses.replace(own.get("model", self.model), **model_changes)
+            own["model"] = own.get("model", self.model).replace(**model_changes)  # a new arch decides its fields
         return dataclasses.replace(self, **own)
 
     def to_dict(self) -> dict[str, Any]:

@@ -70,7 +70,7 @@ class Run:
     config: TrainConfig
     device: torch.device
     tokenizer: Any
-    splits: TokenSplits
+    splits: TokenSplits | None
     model: nn.Module
     optimizer: torch.optim.Optimizer
     autocast: contextlib.AbstractContextManager
@@ -118,6 +118,22 @@ class Run:
             extra={"step_losses": list(self.step_losses)},
         )
 
+    def restore(self, checkpoint: ckpt_io.Checkpoint) -> None:
+        """Continue from `checkpoint` (whose weights the model already holds): the optimizer state, the step,
+        the metrics and step losses so far, and every random state, the data generator's included."""
+        if checkpoint.optimizer_state is not None:
+            try:
+                self.optimizer.load_state_dict(checkpoint.optimizer_state)
+            except (KeyError, TypeError, ValueError, RuntimeError) as e:
+                raise CheckpointError(f"{checkpoint.path}: its optimizer state does not fit this run ({e})") from None
+        self.step = self.start_step = checkpoint.step
+        self.resumed = True
+        self.metrics = list(checkpoint.metrics)
+        self.step_losses = list(checkpoint.extra.get("step_losses", []))
+        if checkpoint.rng is not None:
+            ckpt_io.restore_rng_state(checkpoint.rng, self.data_generator)
+        self.saved_step = checkpoint.step
+
     def begin_output(self) -> None:
         """Make out_dir ready for this run (call it holding the folder's lock, as `train` does): a new run refuses
         a folder that holds one unless config.overwrite, which deletes it; a resumed run's metrics.jsonl is
@@ -142,7 +158,7 @@ class Run:
         if existing and not self.config.overwrite:
             raise OutputError(
                 f"{self.out_dir} already holds a training run ({', '.join(p.name for p in existing)}): resume it "
-                "(resume=True, --resume), start over (overwrite=True, --overwrite) or choose another out_dir"
+                "(resume=True), start over (overwrite=True) or choose another out_dir"
             )
         return existing
 
@@ -158,13 +174,14 @@ class TrainResult:
     metrics: one dict per evaluation: step, train_loss, val_loss, lr (of the last step taken), tokens
     (seen so far), tokens_per_s (training throughput since the previous evaluation, evaluation excluded),
     elapsed_s (wall time since the start of this call). step_losses: the training loss of every step.
-    splits: the tokenized train/val data. checkpoint_path: the last checkpoint written, or None without out_dir.
+    splits: the tokenized train/val data (None for a run on other data, such as conversations). checkpoint_path:
+    the last checkpoint written, or None without out_dir.
     """
 
     model: nn.Module
     tokenizer: Any
     config: TrainConfig
-    splits: TokenSplits
+    splits: TokenSplits | None
     metrics: list[dict[str, Any]] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
     checkpoint_path: Path | None = None
@@ -252,18 +269,7 @@ def prepare_run(
         out_dir=out_dir,
     )
     if checkpoint is not None:
-        if checkpoint.optimizer_state is not None:
-            try:
-                optimizer.load_state_dict(checkpoint.optimizer_state)
-            except (KeyError, TypeError, ValueError, RuntimeError) as e:
-                raise CheckpointError(f"{checkpoint.path}: its optimizer state does not fit this run ({e})") from None
-        run.step = run.start_step = checkpoint.step
-        run.resumed = True
-        run.metrics = list(checkpoint.metrics)
-        run.step_losses = list(checkpoint.extra.get("step_losses", []))
-        if checkpoint.rng is not None:
-            ckpt_io.restore_rng_state(checkpoint.rng, data_generator)
-        run.saved_step = checkpoint.step
+        run.restore(checkpoint)
     return run
 
 
@@ -293,6 +299,17 @@ def train(
     (keep `lr_decay_iters` fixed to continue on the same learning-rate schedule).
     """
     run = prepare_run(config, model=model, tokenizer=tokenizer, splits=splits, checkpoint=checkpoint, device=device)
+    return run_training(run, callbacks)
+
+
+def run_training(run: Run, callbacks: Sequence[Callback] = ()) -> TrainResult:
+    """Train a prepared `run` to its config's max_iters under the rules of `train`: the folder refused or locked,
+    evaluations and checkpoints every eval_interval steps, Ctrl-C saved, divergence refused.
+
+    A run of another kind of training (fine-tuning on conversations, `scratchlm.posttraining.sft`) is a `Run`
+    whose `next_batches`, `evaluate` and `save` say how its batches, losses and checkpoints differ; the loop
+    around `train_step` stays this one.
+    """
     run.check_output()
     with folder_lock(run.out_dir) if run.out_dir is not None else contextlib.nullcontext():
         run.begin_output()
@@ -301,7 +318,7 @@ def train(
     return TrainResult(
         model=run.model,
         tokenizer=run.tokenizer,
-        config=config,
+        config=run.config,
         splits=run.splits,
         metrics=run.metrics,
         step_losses=run.step_losses,
@@ -437,7 +454,7 @@ def _loop(run: Run, callbacks: Sequence[Callback]) -> None:
                 flush_losses()
                 run.save()
                 raise TrainingInterrupted(
-                    f"stopped at step {run.step}, checkpoint saved in {run.out_dir} (resume=True or --resume continues)"
+                    f"stopped at step {run.step}, checkpoint saved in {run.out_dir} (resume=True continues)"
                 )
             result = train_step(
                 run.forward_model,

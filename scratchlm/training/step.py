@@ -24,7 +24,7 @@ import torch.nn as nn
 from scratchlm.data import get_batch
 from scratchlm.errors import ConfigError
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -99,6 +99,8 @@ def train_step(
 
     batch: `(x, y)`, each (B, T), or a list of such micro-batches whose gradients are accumulated into one
     step (the gradient of their mean loss, so the number of micro-batches does not rescale the learning rate).
+    A batch `(x, y, attn_mask)` runs `model(x, y, attn_mask=attn_mask)`: packed documents, padding
+    (`GPT.forward`'s attention mask).
     lr: set on every parameter group first (None keeps the optimizer's). grad_clip > 0 clips the total
     gradient norm to it. autocast: the context forward passes run in (`autocast_for`).
     no_sync: for a `DistributedDataParallel` model, its `no_sync`: every micro-batch but the last then runs
@@ -116,10 +118,10 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     loss_sum = None
     last = len(micro_batches) - 1
-    for i, (x, y) in enumerate(micro_batches):
+    for i, (x, y, *mask) in enumerate(micro_batches):
         with no_sync() if no_sync is not None and i < last else contextlib.nullcontext():
             with autocast or contextlib.nullcontext():
-                _, loss = model(x, y)
+                _, loss = model(x, y, attn_mask=mask[0]) if mask else model(x, y)
             (loss / len(micro_batches)).backward()
         loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
     grad_norm = None
