@@ -20,7 +20,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -34,6 +34,7 @@ from scratchlm.posttraining.chat import require_chat_tokens
 from scratchlm.posttraining.dpo import DPOObjective, DPOTargets, preference_pairs
 from scratchlm.posttraining.grpo import GRPOObjective, GRPOTargets, kl_k3, masked_mean
 from scratchlm.posttraining.rollouts import Rollouts, rollout
+from scratchlm.posttraining.run_config import WrapsTrainConfig
 from scratchlm.posttraining.scoring import task_accuracy
 from scratchlm.posttraining.tasks import held_out_items, training_items
 from scratchlm.runtime import get_device
@@ -48,9 +49,11 @@ RL_TRAIN = TrainConfig(
 
 
 @dataclass(frozen=True)
-class RLConfig:
+class RLConfig(WrapsTrainConfig):
     """An RL run: `train` holds the optimisation, output and system options (`TrainConfig`'s), the rest below."""
 
+    KIND: ClassVar[str] = "rl"
+    DESCRIPTION: ClassVar[str] = "an RL run"
     train: TrainConfig = field(default_factory=lambda: RL_TRAIN)
     sft: str | None = option(None, "the SFT checkpoint (file or folder) to start from and keep as the reference",
                              optional(TEXT), metavar="CKPT")  # fmt: skip
@@ -79,26 +82,6 @@ class RLConfig:
                 f"eval_interval ({self.train.eval_interval}) must be a multiple of updates ({self.updates}), so "
                 "checkpoints fall between batches of rollouts and resuming is exact"
             )
-
-    def replace(self, **changes: Any) -> RLConfig:
-        """A copy with fields replaced by name: this config's own and `TrainConfig`'s."""
-        own = {f.name for f in dataclasses.fields(self)}
-        mine = {k: v for k, v in changes.items() if k in own}
-        rest = {k: v for k, v in changes.items() if k not in own}
-        if rest:
-            mine["train"] = mine.get("train", self.train).replace(**rest)
-        return dataclasses.replace(self, **mine)
-
-    def to_dict(self) -> dict[str, Any]:
-        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "train"}
-        return {"kind": "rl", **own, "train": self.train.to_dict()}
-
-    @classmethod
-    def from_dict(cls, saved: dict[str, Any]) -> RLConfig:
-        saved = dict(saved)
-        if saved.pop("kind", None) != "rl" or not isinstance(saved.get("train"), dict):
-            raise ConfigError("not the config of an RL run")
-        return cls(train=TrainConfig.from_dict(saved.pop("train")), **saved)
 
 
 def rollout_stats(r: Rollouts) -> dict[str, float]:

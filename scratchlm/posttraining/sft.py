@@ -27,7 +27,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -42,6 +42,7 @@ from scratchlm.options import BOOL, NON_NEGATIVE_INT, POSITIVE_INT, TEXT, check_
 from scratchlm.posttraining.batching import check_length, packed_batch, pad_batch
 from scratchlm.posttraining.chat import END, Rendered, add_chat_tokens, has_chat_tokens, read_numbered_jsonl, render
 from scratchlm.posttraining.lora import add_lora, lora_parameters, merged_state_dict, trainable_parameters
+from scratchlm.posttraining.run_config import WrapsTrainConfig
 from scratchlm.posttraining.tasks import held_out_items, training_items
 from scratchlm.posttraining.vocabulary import grow_vocabulary, train_new_rows_only
 from scratchlm.runtime import get_device
@@ -65,10 +66,12 @@ SFT_TRAIN = TrainConfig(
 
 
 @dataclass(frozen=True)
-class SFTConfig:
+class SFTConfig(WrapsTrainConfig):
     """A fine-tuning run: `train` holds the optimisation, output and system options (`TrainConfig`'s; its model,
     data and tokenizer fields are the base checkpoint's and go unused), the rest what is fine-tuned on what."""
 
+    KIND: ClassVar[str] = "sft"
+    DESCRIPTION: ClassVar[str] = "a fine-tuning run"
     train: TrainConfig = field(default_factory=lambda: SFT_TRAIN)
     base: str | None = option(
         None, "the base model: a checkpoint file or its folder (not needed with --resume)", optional(TEXT),
@@ -99,27 +102,6 @@ class SFTConfig:
                 f"LoRA trains with weight_decay 0 (got {self.train.weight_decay}): decay would shrink the frozen "
                 "embedding rows"
             )
-
-    def replace(self, **changes: Any) -> SFTConfig:
-        """A copy with fields replaced by name: this config's own and `TrainConfig`'s (max_iters, out_dir, ...)."""
-        own = {f.name for f in dataclasses.fields(self)}
-        mine = {k: v for k, v in changes.items() if k in own}
-        rest = {k: v for k, v in changes.items() if k not in own}
-        if rest:
-            mine["train"] = mine.get("train", self.train).replace(**rest)
-        return dataclasses.replace(self, **mine)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data, as checkpoints store it (`kind` tells it from a pretraining run's config)."""
-        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "train"}
-        return {"kind": "sft", **own, "train": self.train.to_dict()}
-
-    @classmethod
-    def from_dict(cls, saved: dict[str, Any]) -> SFTConfig:
-        saved = dict(saved)
-        if saved.pop("kind", None) != "sft" or not isinstance(saved.get("train"), dict):
-            raise ConfigError("not the config of a fine-tuning run")
-        return cls(train=TrainConfig.from_dict(saved.pop("train")), **saved)
 
     @property
     def lora(self) -> bool:
