@@ -342,6 +342,22 @@ right.legend()
 plt.show()
 
 # %% [markdown]
+# What the table says, interval by interval (100 held-out items per skill):
+#
+# - **Few-shot prompting gets nothing** from this base model: 0 of 100 on every skill. It never saw a
+#   question-and-answer layout, and at 0.45M parameters it does not pick one up from one to three examples in its
+#   context; it continues with lines of its own, as in section 2.
+# - **In its own plain format the base model has two skills**: reversing (100%) and sorting (65%, 55–74%).
+#   **Counting is at the floor** (32%, 24–42%, against 30% for always answering the most common count) and
+#   **addition at zero**: it has seen thousands of sums and counts and learned neither, at this size and budget.
+# - **Fine-tuning moves the skills it has into the chat format and no further**: zero-shot, from an instruction
+#   in any of three phrasings, reversing stays at 100% and sorting reaches 83% (74–89%), above the plain format's
+#   65% with the intervals just touching; counting stays at the floor (23%, 16–32%) and addition at zero. SFT
+#   taught the format and the phrasings, not a skill the base model lacked.
+# - (An earlier version of this suite drew the counted letter from the word, so 69% of the answers were "1":
+#   every model scored exactly 69% by answering "1". The floor row is there so that cannot pass unseen again.)
+
+# %% [markdown]
 # ## 6. LoRA: a low-rank change to each matrix
 #
 # LoRA freezes every weight W and learns W + (alpha / r) B A with B (out, r) starting at zero and A (r, in)
@@ -389,6 +405,19 @@ ax.set_title("full fine-tuning against LoRA at several ranks (same data, same st
 plt.show()
 
 # %% [markdown]
+# LoRA at rank 1 trains 6,528 parameters (1.4% of full fine-tuning's 455,232) and reaches 45% on reversing and
+# 40% on sorting; rank 4 (24,960) 96% and 68%; rank 16 (98,688) 100% and 78%, within the intervals of full
+# fine-tuning's 100% and 83%. Counting and addition stay at the floor for every variant. The times in the table
+# are wall times on a machine shared with other jobs, not a speed comparison.
+#
+# The column to look at twice is **Shakespeare bits per byte**. The base model scores 2.64 on the held-out end of
+# Tiny Shakespeare; after 600 steps of fine-tuning on task conversations alone, full fine-tuning scores 7.80 —
+# worse than a uniform guess over its 80 tokens (6.3 bits) — and LoRA 4.69, 5.61 and 6.93 at ranks 1, 4 and 16.
+# Fine-tuning on a narrow distribution *forgets* the broad one, and the more the adapter can change, the more it
+# forgets: LoRA learns less and forgets less (Biderman et al., 2024, found the same at scale). Real post-training
+# pipelines mix pretraining-like data into the fine-tuning set for this reason (exercise 5).
+
+# %% [markdown]
 # ## 7. A conversation
 #
 # The `chat` command's own conversation object (`scratchlm.cli.chat.Chat`): the whole conversation is the
@@ -401,6 +430,13 @@ for text in ("Reverse water.", "How many e are in cheese?", "Sort the letters of
              "Write hello backwards.", "Who are you?"):  # fmt: skip
     print(f"you> {text}")
     conversation.reply(text)
+
+# %% [markdown]
+# Right on the two skills it has (`retaw`, `aelnpt`), wrong on the two it lacks (a count of `cwrs`, a sum of
+# `a67`), and a wrong `aleih` for `hello`, a reversal it gets right on held-out words of the training phrasings:
+# by then the 96-token context had dropped the earlier exchanges, and the reply comes after a conversation unlike
+# any it was trained on (every training conversation is a single exchange). "Who are you?" is answered like a
+# task, with letters: the model knows nothing but its four skills.
 
 # %% [markdown]
 # ## 8. What it cannot do
@@ -422,18 +458,27 @@ for name, items in (("reverse, 7-8 letters", long_items), ("reverse, unseen phra
     )
 
 # %% [markdown]
+# Both at 0 of 100: words of seven or eight letters (training words have three to six) and a phrasing never seen
+# in fine-tuning ("Please turn ... around."). What fine-tuning taught is narrow: these sentences, these lengths.
+#
 # ## Summary
 #
-# - A base model continues text: asked a question it writes more text; the skills it has are reachable only
-#   through the format it learned them in.
+# - A base model continues text: asked a question it writes more text, and few-shot examples in a Q/A layout got
+#   it 0 of 100 on every skill. The skills it has are reachable only through the format it learned them in: in
+#   its plain format it reverses words (100%) and sorts letters (65%, 95% interval 55–74%); it cannot count a
+#   letter (32%, at the 30% floor of always giving the most common answer) or add (0%).
 # - Supervised fine-tuning is next-token prediction on conversations with a loss mask: only the assistant's
 #   tokens (and the `<|end|>` that closes them) count. The chat template is four special tokens, added after the
 #   vocabulary with four new embedding rows.
 # - Packing with a document mask gives exactly the losses of padding (RoPE: only offsets matter) with fewer
-#   wasted tokens; the timing above says what that buys on this machine.
-# - Every accuracy here has a 95% interval; see the tables above for base few-shot, base plain and SFT zero-shot
-#   per skill, the learning curve, and full fine-tuning against LoRA with its trainable parameters, time and the
-#   bits per byte it leaves on the pretraining text.
+#   wasted tokens: 86% real tokens against 53%, and 1.46x the learned tokens per second here.
+# - After 600 steps of SFT the model answers instructions zero-shot: reversing 100% (96–100%), sorting 83%
+#   (74–89%), counting 23% (at the floor) and adding 0%. SFT taught the format and the phrasings, not a skill
+#   the base lacked, and nothing beyond them: 0% on longer words and on an unseen phrasing.
+# - LoRA at rank 16 (98,688 trainable parameters, a fifth of the model) matches full fine-tuning within the
+#   intervals; rank 1 (6,528) gets about half. Fine-tuning on tasks alone wrecks the model's Shakespeare
+#   (2.64 → 7.80 bits per byte with full fine-tuning, 4.69 with LoRA rank 1): narrow data forgets broad data.
+# - Every accuracy needs its floor: an earlier version of the counting skill let "always answer 1" score 69%.
 # - `lesson_models(MODE)` rebuilds (or finds) this lesson's base and SFT checkpoints; lesson 15 starts from them.
 #
 # ## Exercises
@@ -446,3 +491,5 @@ for name, items in (("reverse, 7-8 letters", long_items), ("reverse, unseen phra
 #    does it keep?
 # 4. Lower the skill share of the base corpus to 0.1: does SFT still reach the same accuracy, and what does that
 #    say about where the skill comes from?
+# 5. Mix Shakespeare windows into the fine-tuning batches (say one row in four, with every token learned). How
+#    much of the 2.64 bits per byte does that keep, and what does it cost in accuracy?
