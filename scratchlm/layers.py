@@ -14,6 +14,11 @@ profile and the figures):
 - 11% in the tanh GELU: ATen's CPU `tanh` costs several times its `sigmoid`, and 0.5 * (1 + tanh(z)) = sigmoid(2z)
   gives the same function through the cheaper one (`gelu_tanh`).
 
+Both were measured on an AMD processor. On an Intel one (a Sapphire Rapids VM, 2026-12-07) PyTorch's defaults were
+the faster: MKL runs its AVX-512 kernels there, and with these two paths the `cpu` preset's step took 0.85x the
+speed of nanoGPT's, 1.0x without them (bench/train_throughput.py). So they are taken only where the processor is
+not Intel's (`OWN_CPU_PATHS`); on Intel's `linear` and `gelu_tanh` are `F.linear` and `F.gelu`.
+
 Elsewhere (other devices and dtypes, autocast, products too small to repay oneDNN's ~15 us per call, inside
 `torch.compile`, or with `torch.backends.mkldnn.enabled = False`) they are `F.linear` and `F.gelu`.
 """
@@ -21,6 +26,7 @@ Elsewhere (other devices and dtypes, autocast, products too small to repay oneDN
 from __future__ import annotations
 
 import math
+import platform
 
 import torch
 import torch.nn as nn
@@ -33,6 +39,27 @@ _onednn_matmul = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.b
 ONEDNN_MIN_MACS = 1 << 20
 
 
+def cpu_vendor() -> str:
+    """The processor's vendor string where the system names it ("GenuineIntel", "AuthenticAMD"), else ""."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:  # Linux
+            for line in info:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()  # Windows: "Intel64 Family 6 ..., GenuineIntel"; elsewhere a name without vendor
+
+
+def own_cpu_paths_pay(vendor: str) -> bool:
+    """Whether this module's CPU paths beat PyTorch's defaults on a processor of `vendor`: measured yes on AMD's,
+    no on Intel's (module docstring); processors of other or unknown vendors take them, as before the measurement."""
+    return "Intel" not in vendor
+
+
+OWN_CPU_PATHS = own_cpu_paths_pay(cpu_vendor())
+
+
 def _plain_cpu_float32(*tensors: torch.Tensor) -> bool:
     return (
         all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
@@ -43,7 +70,8 @@ def _plain_cpu_float32(*tensors: torch.Tensor) -> bool:
 
 def _use_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     return (
-        _onednn_matmul is not None
+        OWN_CPU_PATHS
+        and _onednn_matmul is not None
         and torch.backends.mkldnn.enabled
         and x.dim() >= 2
         and x.numel() * weight.size(0) >= ONEDNN_MIN_MACS
@@ -138,7 +166,7 @@ class _SigmoidTanhGELU(torch.autograd.Function):
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     """`F.gelu(x, approximate="tanh")`, GPT-2's GELU; on the CPU in float32 through a sigmoid (module docstring)."""
-    if x.numel() < GELU_MIN_NUMEL or not _plain_cpu_float32(x):
+    if not OWN_CPU_PATHS or x.numel() < GELU_MIN_NUMEL or not _plain_cpu_float32(x):
         return F.gelu(x, approximate="tanh")
     if torch.is_grad_enabled() and x.requires_grad:
         return _SigmoidTanhGELU.apply(x)

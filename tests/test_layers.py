@@ -41,6 +41,20 @@ def test_linear_matches_f_linear(shape, out_features, bias, transposed):
         torch.testing.assert_close(grad, ref.float(), rtol=1e-5, atol=1e-4)
 
 
+@pytest.fixture(autouse=True)
+def own_cpu_paths(monkeypatch):
+    """The module's own CPU paths are tested on every machine, including Intel's, where they are not taken."""
+    monkeypatch.setattr(layers, "OWN_CPU_PATHS", True)
+
+
+@pytest.mark.parametrize(
+    "vendor, pays", [("GenuineIntel", False), ("Intel64 Family 6 Model 143, GenuineIntel", False),
+                     ("AuthenticAMD", True), ("", True)],
+)  # fmt: skip
+def test_the_own_cpu_paths_are_taken_everywhere_but_on_intel(vendor, pays):
+    assert layers.own_cpu_paths_pay(vendor) is pays
+
+
 @needs_onednn
 def test_linear_uses_onednn_only_where_it_pays(monkeypatch):
     calls = []
@@ -62,6 +76,10 @@ def test_linear_uses_onednn_only_where_it_pays(monkeypatch):
     monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)  # PyTorch's own switch for oneDNN
     layers.linear(big, w)
     assert len(calls) == 1
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", True)
+    monkeypatch.setattr(layers, "OWN_CPU_PATHS", False)  # an Intel processor
+    layers.linear(big, w)
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize("scale", [0.1, 1.0, 5.0, 20.0])
@@ -73,6 +91,19 @@ def test_gelu_tanh_matches_f_gelu(scale):
     torch.testing.assert_close(grad, ref_grad.float(), rtol=1e-5, atol=1e-5)
     with torch.no_grad():
         torch.testing.assert_close(layers.gelu_tanh(x), out)
+
+
+def test_gelu_takes_the_sigmoid_path_only_where_it_pays(monkeypatch):
+    calls = []
+    real = layers._gelu_gate
+    monkeypatch.setattr(layers, "_gelu_gate", lambda x: calls.append(x.shape) or real(x))
+    big = torch.randn(12, 64, 512)
+    layers.gelu_tanh(big)
+    layers.gelu_tanh(torch.randn(4, 8))  # small: ATen's single pass
+    assert len(calls) == 1
+    monkeypatch.setattr(layers, "OWN_CPU_PATHS", False)  # an Intel processor
+    torch.testing.assert_close(layers.gelu_tanh(big), F.gelu(big, approximate="tanh"))
+    assert len(calls) == 1
 
 
 def test_gpt_loss_and_gradients_match_float64():
