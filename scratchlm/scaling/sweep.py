@@ -265,7 +265,7 @@ GRIDS: dict[str, SweepGrid] = {
         min_steps=10,
     ),
     # about ten minutes on one CPU thread (bench/README.md has the measured time); the cap of 10 epochs leaves out
-    # one point, width 16 at 2e12 (19.5 epochs of Tiny Shakespeare, and 3.4 of the sweep's 12.6 minutes)
+    # one point, width 16 at 2e12 (19.5 epochs of Tiny Shakespeare; 119 s of the 15-run sweep's 9.2 minutes)
     "cpu": SweepGrid(
         widths=(16, 32, 48, 64, 96),
         budgets=(5e11, 1e12, 2e12),
