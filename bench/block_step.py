@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,11 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_throughput import measure_peak_flops
+from train_throughput import cpu_preset_batch, machine_lines, round_arguments
 
-from scratchlm.data import get_batch, load_splits
 from scratchlm.model import GPT
 from scratchlm.timing import seconds_per_call
-from scratchlm.training import make_optimizer, preset, train_step
+from scratchlm.training import make_optimizer, train_step
 
 CPU = torch.device("cpu")
 MODERN: dict[str, Any] = {"norm": "rmsnorm", "mlp": "swiglu", "pos_embedding": "rope", "bias": False,
@@ -51,26 +49,19 @@ ROWS: dict[str, dict[str, Any]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=20, help="alternating rounds (default 20)")
-    parser.add_argument("--calls", type=int, default=5, help="timed calls per round and row (default 5)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    round_arguments(parser, "row")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    config = preset("cpu", progress=False, device="cpu")
-    splits = load_splits(config.data)
-    batch = get_batch(splits.train, config.model.block_size, config.batch_size, torch.Generator().manual_seed(0))
+    config, splits, batch = cpu_preset_batch()
     sides = {}
     for name, change in ROWS.items():
         run = config.replace(**change)
         torch.manual_seed(0)
         model = GPT(run.model_config(splits.tokenizer.vocab_size))
         sides[name] = (model, make_optimizer(model, run, CPU), run)
-    peaks = measure_peak_flops()
     print(
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; torch {torch.__version__}; "
-        f"{torch.get_num_threads()} thread(s); load average {os.getloadavg()[0]:.2f}\n"
-        f"fp32 GEMM peak today: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()) + "\n"
+        machine_lines() + "\n"
         f"model: the cpu preset ({config.model.n_layer} layers, {config.model.n_embd} dims, block "
         f"{config.model.block_size}, batch {config.batch_size})"
     )
