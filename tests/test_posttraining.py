@@ -31,6 +31,7 @@ from scratchlm.posttraining import (
     lora_parameters,
     merge_lora,
     merged_state_dict,
+    most_common_answer_accuracy,
     pack,
     packed_batch,
     pad_batch,
@@ -88,6 +89,25 @@ def test_each_skill_answers_a_hand_checked_item():
     assert SKILLS["add"].render_raw((347, 85)) == "347 + 85 = 432"
     item = SKILLS["reverse"].item(("stone",), phrasing=1)
     assert item.question == "Write stone backwards." and item.verify(" enots\n") and not item.verify("enot")
+
+
+def test_no_skill_is_passed_by_always_giving_its_most_common_answer():
+    """Regression: `count` drew its letter from the word, so 69 of 100 held-out answers were "1", and every model
+    of lesson 14's first run scored exactly 69% by answering "1"."""
+    items = held_out_items(400)
+    floor = most_common_answer_accuracy(items)
+    assert set(floor) == set(SKILLS)
+    assert floor["count"].rate < 0.32  # four answers, drawn uniformly: about 1/4
+    assert {i.answer for i in items if i.skill == "count"} == {"0", "1", "2", "3"}
+    assert all(floor[s].rate < 0.02 for s in ("reverse", "sort", "add"))
+
+
+def test_most_common_answer_accuracy_on_a_hand_count():
+    items = [SKILLS["count"].item(o) for o in [("a", "banana"), ("n", "banana"), ("b", "banana"), ("z", "abc")]]
+    floor = most_common_answer_accuracy(items)  # answers 3, 2, 1, 0: each once
+    assert (floor["count"].correct, floor["count"].total) == (1, 4)
+    items.append(SKILLS["count"].item(("x", "box")))  # a second "1"
+    assert most_common_answer_accuracy(items)["count"].correct == 2
 
 
 def test_training_and_test_items_are_disjoint_by_construction():

@@ -1,7 +1,8 @@
 """Post-training: from a base model that continues text to an assistant that answers (lesson 14).
 
 tasks        skills a program can check             SKILLS, TaskItem, training_items, held_out_items, raw_lines
-scoring      accuracy with intervals, pass@k        task_accuracy, Accuracy, wilson_interval, pass_at_k, answer
+scoring      accuracy with intervals, pass@k        task_accuracy, Accuracy, wilson_interval, pass_at_k, answer,
+                                                    most_common_answer_accuracy
 chat         the chat format                        render, parse, prompt_ids, read_jsonl, fit_to_context,
                                                     add_chat_tokens, CHAT_TOKENS
 batching     conversations into batches             pad_batch, pack, packed_batch
@@ -63,6 +64,7 @@ from scratchlm.posttraining.scoring import (
     accuracy_by_skill,
     answer,
     complete,
+    most_common_answer_accuracy,
     pass_at_k,
     pass_at_k_by_skill,
     task_accuracy,
@@ -133,6 +135,7 @@ __all__ = [
     "merge_lora",
     "merged_copy",
     "merged_state_dict",
+    "most_common_answer_accuracy",
     "pack",
     "packed_batch",
     "pad_batch",

@@ -13,7 +13,7 @@ which c are right (Chen et al., 2021): 1 - C(n - c, k) / C(n, k).
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +82,16 @@ def accuracy_by_skill(items: Sequence[TaskItem], correct: Sequence[bool]) -> dic
 
 
 @torch.no_grad()
+def most_common_answer_accuracy(items: Sequence[TaskItem]) -> dict[str, Accuracy]:
+    """Per skill, the accuracy of always giving that skill's most common answer among `items`: the floor a
+    model must clear before its accuracy says it learned anything (about 1/4 for `count`'s four answers, one item
+    for a skill whose answers are all different)."""
+    answers: dict[str, Counter] = defaultdict(Counter)
+    for item in items:
+        answers[item.skill][item.answer] += 1
+    return {skill: Accuracy(c.most_common(1)[0][1], c.total()) for skill, c in answers.items()}
+
+
 def complete(
     model: nn.Module,
     prompts: Sequence[list[int]],

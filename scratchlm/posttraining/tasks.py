@@ -85,11 +85,21 @@ def random_word(rng: random.Random) -> str:
     return "".join(rng.choice(LETTERS) for _ in range(rng.randint(*WORD_LENGTHS)))
 
 
+COUNTS = (0, 1, 2, 3)  # the answers of `count`, equally likely
+
+
 def _count_operands(rng: random.Random) -> tuple:
-    word = random_word(rng)
-    # three times in four the letter is in the word, so the answers are not mostly 0
-    letter = rng.choice(word) if rng.random() < 0.75 else rng.choice(LETTERS)
-    return (letter, word)
+    """A letter and a word that holds it exactly k times, k drawn uniformly from COUNTS. (Drawing the letter
+    from a random word instead makes "1" the answer about 70% of the time, and a model that always says "1" scores
+    that much: a skill must not be passable by its most common answer.)"""
+    count = rng.choice(COUNTS)
+    letter = rng.choice(LETTERS)
+    length = rng.randint(max(count, WORD_LENGTHS[0]), WORD_LENGTHS[1])
+    others = LETTERS.replace(letter, "")
+    word = [rng.choice(others) for _ in range(length)]
+    for position in rng.sample(range(length), count):
+        word[position] = letter
+    return (letter, "".join(word))
 
 
 def _add_operands(rng: random.Random) -> tuple:
