@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -66,7 +66,11 @@ class Run:
     wrapper with compile=True). step: optimizer steps done. metrics: the evaluation records. step_losses: every
     step's training loss (filled at each evaluation; the losses of the steps since then wait on the device).
     resumed: the run continues a checkpoint. stop: set it to end the run after the current step.
+    METRIC_NAMES: what the metrics records call the two values `evaluate` returns (a run that measures something
+    other than losses names them for what they are).
     """
+
+    METRIC_NAMES: ClassVar[tuple[str, str]] = ("train_loss", "val_loss")
 
     config: TrainConfig
     device: torch.device
@@ -410,10 +414,11 @@ def _loop(run: Run, callbacks: Sequence[Callback]) -> None:
         losses = run.evaluate()
         if not all(math.isfinite(v) for v in losses.values()):
             diverged(run.step, losses["val"] if not math.isfinite(losses["val"]) else losses["train"])
+        train_name, val_name = run.METRIC_NAMES
         record = {
             "step": run.step,
-            "train_loss": losses["train"],
-            "val_loss": losses["val"],
+            train_name: losses["train"],
+            val_name: losses["val"],
             "lr": lr_at(max(run.step - 1, 0), config),
             "tokens": run.step * config.tokens_per_step,
             "tokens_per_s": throughput.close_window(),
