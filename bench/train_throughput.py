@@ -37,12 +37,13 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import torch
 
 from scratchlm.data import get_batch, load_splits
 from scratchlm.model import GPT, GPTConfig
-from scratchlm.training import TrainConfig, autocast_for, lr_at, make_optimizer, train, train_step
+from scratchlm.training import TrainConfig, autocast_for, lr_at, make_optimizer, preset, train, train_step
 
 DEFAULT_NANOGPT = Path(__file__).resolve().parents[1].parent / "nanoGPT"
 
@@ -176,6 +177,31 @@ def measure_peak_flops(n: int = 1024, repeats: int = 10) -> dict[str, float]:
     if onednn is not None:
         peaks["oneDNN"] = 2 * n**3 / _best_time(lambda: onednn(a, b, None, "none", [], ""), repeats)
     return peaks
+
+
+def round_arguments(parser: argparse.ArgumentParser, side: str) -> None:
+    """--rounds, --calls and --threads, the flags of the benchmarks that time alternating rounds of calls."""
+    parser.add_argument("--rounds", type=int, default=20, help="alternating rounds (default 20)")
+    parser.add_argument("--calls", type=int, default=5, help=f"timed calls per round and {side} (default 5)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+
+
+def cpu_preset_batch() -> tuple[TrainConfig, Any, tuple[torch.Tensor, torch.Tensor]]:
+    """The `cpu` preset, Tiny Shakespeare's splits and one fixed batch of it (seed 0)."""
+    config = preset("cpu", progress=False, device="cpu")
+    splits = load_splits(config.data)
+    batch = get_batch(splits.train, config.model.block_size, config.batch_size, torch.Generator().manual_seed(0))
+    return config, splits, batch
+
+
+def machine_lines() -> str:
+    """The processor, torch, threads and load, and today's fp32 GEMM peaks: what a speed figure is printed beside."""
+    peaks = measure_peak_flops()
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; torch {torch.__version__}; "
+        f"{torch.get_num_threads()} thread(s); load average {os.getloadavg()[0]:.2f}\n"
+        f"fp32 GEMM peak today: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items())
+    )
 
 
 @contextlib.contextmanager

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -168,3 +170,28 @@ def test_a_configuration_error_of_every_rank_ends_the_run_at_once(shards, tmp_pa
     assert "is not a multiple of --batch-size x --block-size x ranks" in result.stderr, result.stderr[-3000:]
     _no_traceback_from_scratchlm(result.stderr)
     assert seconds < 25, f"{seconds:.0f} s"
+
+
+def test_a_bad_shard_read_by_one_rank_ends_the_run_in_seconds_with_its_one_line(shards, tmp_path):
+    """Regression (issue 22, item 8): one rank alone reads a window that holds an id beyond the vocabulary (shards
+    changed after prepare, run with --no-verify); it stops with the loader's one line, and the other rank, waiting
+    for it in the gradient all-reduce, must not wait out --ddp-timeout."""
+    damaged = tmp_path / "shards"
+    shutil.copytree(shards, damaged)
+    shard = damaged / "train_000000.bin"
+    ids = np.fromfile(shard, dtype="<u2")
+    ids[len(ids) // 2] = 60_000  # one token: exactly one rank reads the window that holds it, in the first epoch
+    ids.tofile(shard)
+    start = time.monotonic()
+    result = subprocess.run(
+        _pretrain_command(2, "--data", str(damaged), "--no-verify", *MODEL, "--batch-size", "4", "--max-iters",
+                          "100000", "--eval-interval", "100000", "--out", str(tmp_path / "run"), "--ddp-timeout",
+                          "60"),
+        env=_env(), capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    seconds = time.monotonic() - start
+    assert result.returncode != 0
+    assert result.stderr.count("hold token id 60000, beyond the tokenizer's") == 1, result.stderr[-3000:]
+    assert "a collective operation failed" in result.stderr, result.stderr[-3000:]  # the other rank's one line
+    _no_traceback_from_scratchlm(result.stderr)
+    assert seconds < 40, f"the run took {seconds:.0f} s to end (ddp_timeout 60 s, torchrun's grace period 30 s)"

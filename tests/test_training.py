@@ -35,7 +35,7 @@ def test_config_validation_messages(overrides, message):
 
 
 def test_presets():
-    assert set(PRESETS) == {"smoke", "cpu", "gpu"}
+    assert set(PRESETS) == {"smoke", "cpu", "cpu-modern", "gpu"}
     gpu = preset("gpu")
     model = gpu.model
     assert (model.n_layer, model.n_head, model.n_embd, model.block_size, gpu.batch_size) == (6, 6, 384, 256, 64)
