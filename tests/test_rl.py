@@ -220,6 +220,9 @@ def test_rl_logs_each_step_resumes_exactly_and_never_clobbers(method, sft_checkp
     records = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
     # named for what they are, not train's losses
     assert {"batch_reward", "val_accuracy"} <= set(records[-1]) and "val_loss" not in records[-1]
+    # train's fixed batch x block tokens are not what an RL step trains: rl_steps.jsonl counts those
+    assert not {"tokens", "tokens_per_s"} & set(records[-1])
+    assert steps[0]["rollout_tokens"] > 0 and "update_tokens" in steps[0]
     assert steps[0]["kl"] == pytest.approx(0, abs=1e-6)  # the policy starts as the reference
     assert any(0 < s["reward"] < 1 for s in steps)  # some answers right, some wrong: something to learn from
     if method == "dpo":

@@ -112,6 +112,7 @@ class RLRun(Run):
     """A `Run` whose batches are rollouts of the policy and whose forward model is the method's objective."""
 
     METRIC_NAMES: ClassVar[tuple[str, str]] = ("batch_reward", "val_accuracy")
+    FIXED_BATCHES: ClassVar[bool] = False  # rl_steps.jsonl counts each step's rollout and update tokens
     rl: RLConfig | None = None
     reference: nn.Module | None = None
     step_stats: list[dict[str, Any]] = field(default_factory=list)

@@ -68,9 +68,13 @@ class Run:
     resumed: the run continues a checkpoint. stop: set it to end the run after the current step.
     METRIC_NAMES: what the metrics records call the two values `evaluate` returns (a run that measures something
     other than losses names them for what they are).
+    FIXED_BATCHES: each step trains `config.tokens_per_step` tokens, so the records and the progress bar count
+    tokens and tokens/s from it; a run whose steps are not fixed batches (RL: rollouts, then updates) sets it
+    False and counts its tokens in its own log.
     """
 
     METRIC_NAMES: ClassVar[tuple[str, str]] = ("train_loss", "val_loss")
+    FIXED_BATCHES: ClassVar[bool] = True
 
     config: TrainConfig
     device: torch.device
@@ -420,10 +424,10 @@ def _loop(run: Run, callbacks: Sequence[Callback]) -> None:
             train_name: losses["train"],
             val_name: losses["val"],
             "lr": lr_at(max(run.step - 1, 0), config),
-            "tokens": run.step * config.tokens_per_step,
-            "tokens_per_s": throughput.close_window(),
+            **({"tokens": run.step * config.tokens_per_step, "tokens_per_s": throughput.close_window()}
+               if run.FIXED_BATCHES else {}),
             "elapsed_s": time.perf_counter() - t_start,
-        }
+        }  # fmt: skip
         run.metrics.append(record)
         bar.set_postfix(train=f"{losses['train']:.3f}", val=f"{losses['val']:.3f}", refresh=False)
         if run.out_dir is not None:
@@ -482,4 +486,5 @@ def _loop(run: Run, callbacks: Sequence[Callback]) -> None:
                 loss = pending[-1].item()
                 if not math.isfinite(loss):
                     flush_losses()
-                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{throughput.rate():,.0f}", refresh=False)
+                speed = {"tok_s": f"{throughput.rate():,.0f}"} if run.FIXED_BATCHES else {}
+                bar.set_postfix(loss=f"{loss:.3f}", **speed, refresh=False)
