@@ -1,8 +1,8 @@
 """`python -m scratchlm rl`: GRPO or DPO from an SFT checkpoint, with `train`'s run rules.
 
-A checkpoint and metrics.jsonl (train_loss: the batch's mean reward, val_loss: held-out greedy accuracy) in --out at
-every evaluation, rl_steps.jsonl with each step's reward, accuracy, KL, answer length and tokens/s; an --out that
-holds a run refused unless --resume or --overwrite; Ctrl-C saves first.
+A checkpoint and metrics.jsonl (batch_reward: the last batch's mean reward, val_accuracy: held-out greedy accuracy)
+in --out at every evaluation, rl_steps.jsonl with each step's reward, accuracy, KL, answer length and tokens/s; an
+--out that holds a run refused unless --resume or --overwrite; Ctrl-C saves first.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     for s in run_.step_stats[-3:]:
         print("  " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in s.items()))
     if result.metrics:
-        print(f"held-out greedy accuracy at step {result.metrics[-1]['step']}: {result.metrics[-1]['val_loss']:.1%}")
+        last = result.metrics[-1]
+        print(f"held-out greedy accuracy at step {last['step']}: {last['val_accuracy']:.1%}")
     print(f"checkpoint: {result.checkpoint_path}")
     return 0
