@@ -41,7 +41,14 @@ from scratchlm.model import GPT
 from scratchlm.optim import CombinedOptimizer
 from scratchlm.runtime import get_device
 from scratchlm.training.config import TrainConfig, lr_at
-from scratchlm.training.step import StepResult, autocast_for, estimate_loss, make_optimizer, train_step
+from scratchlm.training.step import (
+    StepResult,
+    autocast_for,
+    compile_model,
+    estimate_loss,
+    make_optimizer,
+    train_step,
+)
 
 EVAL_SEED_OFFSET = 1  # eval batches come from their own generator, seeded seed + 1 at every evaluation
 METRICS_FILENAME = "metrics.jsonl"
@@ -276,7 +283,7 @@ def prepare_run(
         optimizer=optimizer,
         autocast=autocast_for(device, config.dtype),
         data_generator=data_generator,
-        forward_model=torch.compile(model) if config.compile else model,
+        forward_model=compile_model(model, device) if config.compile else model,
         out_dir=out_dir,
     )
     if checkpoint is not None:
