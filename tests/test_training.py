@@ -235,3 +235,17 @@ def test_compile_trains_the_same_steps_as_eager(monkeypatch, tiny_train_config):
     torch.testing.assert_close(compiled.step_losses, eager.step_losses, rtol=1e-4, atol=1e-5)
     for (name, p), q in zip(compiled.model.state_dict().items(), eager.model.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_compile_without_a_cpp_compiler_is_a_config_error_before_training(monkeypatch, tiny_train_config):
+    """On the CPU Inductor compiles C++: with no compiler, compile=True stops with one line before the first step."""
+    from torch._inductor import cpp_builder
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    def no_compiler():
+        raise InvalidCxxCompiler
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
+    message = r"compile=True on the CPU needs a working C\+\+ compiler .* or train without compiling"
+    with pytest.raises(ConfigError, match=message):
+        train(tiny_train_config(compile=True, max_iters=2))
