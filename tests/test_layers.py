@@ -91,6 +91,7 @@ def test_gpt_loss_and_gradients_match_float64():
         torch.testing.assert_close(p.grad, ref.grad.float(), rtol=1e-4, atol=1e-6, msg=name)
 
 
+@pytest.mark.usefixtures("cpp_compiler")
 def test_gelu_tanh_under_torch_compile_is_the_same_function():
     """Under `torch.compile` on the CPU `gelu_tanh` is written out as x * sigmoid(2z) for Inductor to fuse: the
     compiled forward and backward still equal GPT-2's tanh GELU (float64 reference), over the range a model sees."""

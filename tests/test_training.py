@@ -213,6 +213,7 @@ def test_bpe_tokenizer_file_is_detected_and_travels_in_the_checkpoint(tmp_path, 
     assert checkpoint.load(out).build_tokenizer().encode("To be") == result.tokenizer.encode("To be")
 
 
+@pytest.mark.usefixtures("cpp_compiler")
 def test_compile_trains_the_same_steps_as_eager(monkeypatch, tiny_train_config):
     """compile=True (`compile_model`: on the CPU with Inductor's C++ wrapper) takes the same steps as eager, to
     float32 rounding: compiling changes how the step runs, not what it computes."""
