@@ -16,21 +16,18 @@ through MKL and oneDNN, as bench/train_throughput.py measures it) is printed bes
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_throughput import measure_peak_flops
+from train_throughput import cpu_preset_batch, machine_lines, round_arguments
 
-from scratchlm.data import get_batch, load_splits
 from scratchlm.model import GPT
 from scratchlm.optim import hidden_matrices
 from scratchlm.timing import seconds_per_call
-from scratchlm.training import make_optimizer, preset, train_step
+from scratchlm.training import make_optimizer, train_step
 
 CPU = torch.device("cpu")
 
@@ -50,23 +47,16 @@ def setups(config, vocab_size: int, batch) -> dict[str, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=20, help="alternating rounds (default 20)")
-    parser.add_argument("--calls", type=int, default=5, help="timed calls per round and side (default 5)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    round_arguments(parser, "side")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    config = preset("cpu", progress=False, device="cpu")
-    splits = load_splits(config.data)
-    batch = get_batch(splits.train, config.model.block_size, config.batch_size, torch.Generator().manual_seed(0))
+    config, splits, batch = cpu_preset_batch()
     sides = setups(config, splits.tokenizer.vocab_size, batch)
     model = sides["muon"]["model"]
     hidden = hidden_matrices(model)
-    peaks = measure_peak_flops()
     print(
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; torch {torch.__version__}; "
-        f"{torch.get_num_threads()} thread(s); load average {os.getloadavg()[0]:.2f}\n"
-        f"fp32 GEMM peak today: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()) + "\n"
+        machine_lines() + "\n"
         f"model: the cpu preset ({config.model.n_layer} layers, {config.model.n_embd} dims, block "
         f"{config.model.block_size}, batch {config.batch_size}), {model.num_parameters():,} parameters, of which "
         f"{sum(h.param.numel() for h in hidden):,} in {len(hidden)} hidden matrices for Muon"

@@ -1,7 +1,9 @@
 """Training speed of scratchlm's step against nanoGPT's own model.py, on the same batches, one step each in turn.
 
     python bench/train_throughput.py --nanogpt ../nanoGPT            # the cpu preset's model, 1 thread, eager
+    python bench/train_throughput.py --compile scratchlm             # scratchlm compiled, nanoGPT eager
     python bench/train_throughput.py --compile                       # both sides through torch.compile
+    python bench/train_throughput.py --nanogpt-gelu exact            # nanoGPT's model.py exactly as it is
     python bench/train_throughput.py --threads 1 2 --steps 400
     python bench/train_throughput.py --busy-core                     # while another process holds one core
     python bench/train_throughput.py --profile                       # where each step's time goes
@@ -12,12 +14,16 @@ this repository), built from its `GPTConfig`, with the AdamW of its `configure_o
 the step of its train.py: forward, backward, clip the gradient norm to 1, step, zero_grad(set_to_none=True). Its
 MLP's exact GELU is replaced by the tanh form scratchlm (and GPT-2) use, the one change, so both compute the same
 function. Both start from the same weights and take the same batches and learning rates, so their losses must
-agree step by step to float32 rounding; the script prints the largest difference.
+agree step by step to float32 rounding; the script prints the largest difference. With --nanogpt-gelu exact
+nanoGPT keeps its exact GELU (its model.py unchanged, and in ATen cheaper than the tanh form): the losses then
+differ by the two functions' difference, and only the times compare.
 
 For each thread count the two alternate one step at a time, so a change in machine load hits both alike, and the
 median step time of each is compared; then `scratchlm.train` runs the same number of steps end to end. With
 --compile each side's forward runs through `torch.compile` (nanoGPT's train.py compiles by default; scratchlm's
-`TrainConfig.compile`), and the first step's time, which includes compiling, is printed. MFU is
+`TrainConfig.compile`, which is `compile_model`), and the first step's time, which includes compiling, is
+printed. `--compile scratchlm` compiles scratchlm's side alone: nanoGPT then runs eager, as its README's command
+for a CPU does (`--compile=False`). MFU is
 (6N + 12 L T C) FLOPs per token times tokens/s over the fastest fp32 matrix product measured before the steps (a
 1024^3 product through MKL, PyTorch's default, and through oneDNN), measured again after them.
 """
@@ -37,12 +43,22 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import torch
 
 from scratchlm.data import get_batch, load_splits
 from scratchlm.model import GPT, GPTConfig
-from scratchlm.training import TrainConfig, autocast_for, lr_at, make_optimizer, train, train_step
+from scratchlm.training import (
+    TrainConfig,
+    autocast_for,
+    compile_model,
+    lr_at,
+    make_optimizer,
+    preset,
+    train,
+    train_step,
+)
 
 DEFAULT_NANOGPT = Path(__file__).resolve().parents[1].parent / "nanoGPT"
 
@@ -60,12 +76,12 @@ def load_nanogpt(path: Path) -> ModuleType:
     return module
 
 
-def make_models(nanogpt: ModuleType, config: TrainConfig, model_config: GPTConfig):
+def make_models(nanogpt: ModuleType, config: TrainConfig, model_config: GPTConfig, nanogpt_gelu: str = "tanh"):
     """(scratchlm GPT, its optimizer, nanoGPT GPT, its optimizer), both models holding the same weights.
 
-    nanoGPT is built from its GPTConfig and its AdamW from its `configure_optimizers` (fused only on CUDA). Its
-    MLP's exact GELU is swapped for the tanh approximation GPT-2 and scratchlm use, so that both compute the same
-    function and their losses can be checked step by step."""
+    nanoGPT is built from its GPTConfig and its AdamW from its `configure_optimizers` (fused only on CUDA). With
+    nanogpt_gelu "tanh" its MLP's exact GELU is swapped for the tanh approximation GPT-2 and scratchlm use, so
+    that both compute the same function and their losses can be checked step by step; "exact" leaves it."""
     cpu = torch.device("cpu")
     torch.manual_seed(config.seed)
     ours = GPT(model_config)
@@ -82,8 +98,9 @@ def make_models(nanogpt: ModuleType, config: TrainConfig, model_config: GPTConfi
                 bias=m.bias,
             )
         )
-        for block in nano.transformer.h:
-            block.mlp.gelu = torch.nn.GELU(approximate="tanh")
+        if nanogpt_gelu == "tanh":
+            for block in nano.transformer.h:
+                block.mlp.gelu = torch.nn.GELU(approximate="tanh")
         nano.load_state_dict(ours.state_dict())
         nano_opt = nano.configure_optimizers(config.weight_decay, config.learning_rate, config.betas, "cpu")
     return ours, make_optimizer(ours, config, cpu), nano, nano_opt
@@ -106,13 +123,17 @@ def nano_step(model, optimizer: torch.optim.Optimizer, x, y, lr: float, grad_cli
 # ---- measurements --------------------------------------------------------------------------------------------
 
 
-def make_steppers(nanogpt: ModuleType, config: TrainConfig, model_config: GPTConfig, compile_both: bool):
-    """{name: step(i, x, y) -> loss} for both implementations, starting from the same weights. compile_both:
-    each side's forward runs through `torch.compile` (what nanoGPT's train.py does by default, and what
-    `TrainConfig.compile` does in `train`); the optimizers stay eager on both sides."""
-    ours, ours_opt, nano, nano_opt = make_models(nanogpt, config, model_config)
-    ours_fwd = torch.compile(ours) if compile_both else ours
-    nano_fwd = torch.compile(nano) if compile_both else nano
+def make_steppers(
+    nanogpt: ModuleType, config: TrainConfig, model_config: GPTConfig, compile: str, nanogpt_gelu: str = "tanh"
+):
+    """{name: step(i, x, y) -> loss} for both implementations, starting from the same weights. compile "none",
+    "scratchlm" or "both": whose forward runs compiled, scratchlm's through `compile_model` (what
+    `TrainConfig.compile` does in `train`), nanoGPT's through `torch.compile` (what its train.py does by
+    default); the optimizers stay eager on both sides. nanogpt_gelu: `make_models`."""
+    ours, ours_opt, nano, nano_opt = make_models(nanogpt, config, model_config, nanogpt_gelu)
+    cpu = torch.device("cpu")
+    ours_fwd = compile_model(ours, cpu) if compile in ("scratchlm", "both") else ours
+    nano_fwd = torch.compile(nano) if compile == "both" else nano
     autocast = autocast_for(torch.device("cpu"), config.dtype)
 
     def step_ours(i: int, x, y) -> torch.Tensor:
@@ -126,11 +147,12 @@ def make_steppers(nanogpt: ModuleType, config: TrainConfig, model_config: GPTCon
 
 
 def interleaved(
-    nanogpt: ModuleType, config: TrainConfig, splits, steps: int, compile_both: bool
+    nanogpt: ModuleType, config: TrainConfig, splits, steps: int, compile: str, nanogpt_gelu: str
 ) -> dict[str, dict[str, float]]:
     """Median wall and CPU time per step of each implementation, stepping them in turn on the same batches, and
-    the wall time of each one's first step (with compile_both, that is where `torch.compile` compiles)."""
-    steppers = make_steppers(nanogpt, config, config.model_config(splits.tokenizer.vocab_size), compile_both)
+    the wall time of each one's first step (for a compiled side, that is where `torch.compile` compiles)."""
+    model_config = config.model_config(splits.tokenizer.vocab_size)
+    steppers = make_steppers(nanogpt, config, model_config, compile, nanogpt_gelu)
     generator = torch.Generator().manual_seed(config.seed)
     wall = {name: [] for name in steppers}
     cpu = {name: [] for name in steppers}
@@ -178,6 +200,31 @@ def measure_peak_flops(n: int = 1024, repeats: int = 10) -> dict[str, float]:
     return peaks
 
 
+def round_arguments(parser: argparse.ArgumentParser, side: str) -> None:
+    """--rounds, --calls and --threads, the flags of the benchmarks that time alternating rounds of calls."""
+    parser.add_argument("--rounds", type=int, default=20, help="alternating rounds (default 20)")
+    parser.add_argument("--calls", type=int, default=5, help=f"timed calls per round and {side} (default 5)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+
+
+def cpu_preset_batch() -> tuple[TrainConfig, Any, tuple[torch.Tensor, torch.Tensor]]:
+    """The `cpu` preset, Tiny Shakespeare's splits and one fixed batch of it (seed 0)."""
+    config = preset("cpu", progress=False, device="cpu")
+    splits = load_splits(config.data)
+    batch = get_batch(splits.train, config.model.block_size, config.batch_size, torch.Generator().manual_seed(0))
+    return config, splits, batch
+
+
+def machine_lines() -> str:
+    """The processor, torch, threads and load, and today's fp32 GEMM peaks: what a speed figure is printed beside."""
+    peaks = measure_peak_flops()
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; torch {torch.__version__}; "
+        f"{torch.get_num_threads()} thread(s); load average {os.getloadavg()[0]:.2f}\n"
+        f"fp32 GEMM peak today: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items())
+    )
+
+
 @contextlib.contextmanager
 def busy_core(enabled: bool):
     """A second process spinning on one core for the duration, or nothing."""
@@ -209,13 +256,13 @@ CATEGORIES = {
 }
 
 
-def profile_steps(nanogpt: ModuleType, config: TrainConfig, splits, steps: int) -> None:
+def profile_steps(nanogpt: ModuleType, config: TrainConfig, splits, steps: int, nanogpt_gelu: str) -> None:
     """Where each implementation's step spends its time: per-operator self CPU time under torch.profiler, the
     same grouped by layer type, and the split into forward, backward and optimizer (clip, step, zero_grad)."""
     from torch.profiler import ProfilerActivity, profile
 
     model_config = config.model_config(splits.tokenizer.vocab_size)
-    steppers = make_steppers(nanogpt, config, model_config, compile_both=False)
+    steppers = make_steppers(nanogpt, config, model_config, "none", nanogpt_gelu)
     generator = torch.Generator().manual_seed(config.seed)
     batches = [get_batch(splits.train, model_config.block_size, config.batch_size, generator) for _ in range(steps)]
     warm = max(1, steps // 5)
@@ -241,7 +288,7 @@ def profile_steps(nanogpt: ModuleType, config: TrainConfig, splits, steps: int) 
         print(f"{group:>22}" + "".join(f"{g[group]:20.2f}" for g in grouped.values()))
 
     # forward / backward / optimizer: the same modules and optimizers, run phase by phase, interleaved
-    ours, ours_opt, nano, nano_opt = make_models(nanogpt, config, model_config)
+    ours, ours_opt, nano, nano_opt = make_models(nanogpt, config, model_config, nanogpt_gelu)
     models = {"scratchlm": (ours, ours_opt), "nanoGPT": (nano, nano_opt)}
     phases = {name: {"forward": [], "backward": [], "optimizer": []} for name in models}
     for i, (x, y) in enumerate(batches):
@@ -274,7 +321,20 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=150, help="training steps per implementation (default 150)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1], help="thread counts to measure (default: 1)")
-    parser.add_argument("--compile", action="store_true", help="run both sides' forward through torch.compile")
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const="both",
+        default="none",
+        choices=("none", "scratchlm", "both"),
+        help="whose forward runs through torch.compile: both (the flag alone), scratchlm, or none (default)",
+    )
+    parser.add_argument(
+        "--nanogpt-gelu",
+        choices=("tanh", "exact"),
+        default="tanh",
+        help="nanoGPT's GELU: tanh, the function scratchlm computes (default), or exact, its model.py unchanged",
+    )
     parser.add_argument("--busy-core", action="store_true", help="keep one core busy with a spinning process meanwhile")
     parser.add_argument("--no-train", action="store_true", help="skip the end-to-end `scratchlm.train` run")
     parser.add_argument("--profile", action="store_true", help="profile both steps (eager) instead of timing them")
@@ -282,7 +342,7 @@ def main() -> None:
 
     nanogpt = load_nanogpt(args.nanogpt)
     splits = load_splits("tinyshakespeare")
-    config = TrainConfig.preset("cpu", progress=False, device="cpu", compile=args.compile)
+    config = TrainConfig.preset("cpu", progress=False, device="cpu", compile=args.compile != "none")
     m = config.model_config(splits.tokenizer.vocab_size)
     flops_per_token = GPT(m).flops_per_token()
     cpu_name = platform.processor() or platform.machine()
@@ -294,7 +354,10 @@ def main() -> None:
         f"nanoGPT: {args.nanogpt}; recipe: the cpu preset, {m.n_layer} layers, {m.n_head} heads, {m.n_embd} dims, "
         f"block {m.block_size}, batch {config.batch_size} ({config.tokens_per_step} tokens/step), "
         f"{flops_per_token / 1e6:.2f} MFLOP/token; "
-        + ("both sides torch.compile'd" if args.compile else "both sides eager")
+        + {"none": "both sides eager", "scratchlm": "scratchlm compiled, nanoGPT eager", "both": "both compiled"}[
+            args.compile
+        ]
+        + ("" if args.nanogpt_gelu == "tanh" else "; nanoGPT keeps its exact GELU (the losses differ)")
         + ("; one core kept busy by another process" if args.busy_core else "")
     )
 
@@ -303,11 +366,11 @@ def main() -> None:
             torch.set_num_threads(threads)
             if args.profile:
                 print(f"\n==== {threads} thread(s) ====")
-                profile_steps(nanogpt, config, splits, min(args.steps, 60))
+                profile_steps(nanogpt, config, splits, min(args.steps, 60), args.nanogpt_gelu)
                 continue
             peaks = measure_peak_flops()
             peak = max(peaks.values())
-            results = interleaved(nanogpt, config, splits, args.steps, args.compile)
+            results = interleaved(nanogpt, config, splits, args.steps, args.compile, args.nanogpt_gelu)
             peaks_after = measure_peak_flops()
             print(
                 f"\n{threads} thread(s): fp32 GEMM peak before/after "

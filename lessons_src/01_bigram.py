@@ -228,13 +228,24 @@ print([(labels[k // V] + labels[k % V], n) for n, k in zip(top.values.tolist(), 
 
 # %%
 groups = [tok.stoi["A"] - 0.5, tok.stoi["a"] - 0.5]  # borders: symbols | capitals | small letters
+TICK_CHARS = "\n ,.AEIOTaehioqtu"  # 65 labels on one axis are unreadable: name these, mark every character
+
+
+def label_characters(ax, fontsize=9):
+    """Name a few characters on both axes of a V x V map (a short tick for every one of them)."""
+    ticks = [tok.stoi[c] for c in TICK_CHARS if c in tok.stoi]
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_ticks(ticks, [labels[i] for i in ticks], fontsize=fontsize)
+        axis.set_ticks(range(V), minor=True)
+    ax.tick_params(which="minor", length=2)
+
+
 fig, ax = plt.subplots(figsize=(10.5, 9.5))
 im = ax.imshow(train_counts.numpy(), norm=LogNorm(vmin=1), cmap="viridis")
 for b in groups:
     ax.axhline(b, color="gray", lw=0.6)
     ax.axvline(b, color="gray", lw=0.6)
-ax.set_xticks(range(V), labels, fontsize=7.5)
-ax.set_yticks(range(V), labels, fontsize=7.5)
+label_characters(ax)
 ax.set_xlabel("next character $j$")
 ax.set_ylabel("current character $i$")
 ax.set_title("Bigram counts $N_{ij}$ in the training split (log scale, white = 0)")
@@ -698,8 +709,7 @@ for ax, probs_, title in [
     (axes[1], learned, "learned: softmax of the logits table"),
 ]:
     im = ax.imshow(probs_.numpy(), norm=norm, cmap="viridis")
-    ax.set_xticks(range(V), labels, fontsize=6)
-    ax.set_yticks(range(V), labels, fontsize=6)
+    label_characters(ax, fontsize=8)
     ax.set_xlabel("next character")
     ax.set_ylabel("current character")
     ax.set_title(title)
@@ -823,7 +833,8 @@ print(f"library bigram: same logits, loss {loss_lib:.4f} on a validation batch, 
 # its tokens, so that models with different tokenizers (lesson 06) stay comparable. Our characters are all ASCII,
 # one byte each, so for them bits per byte is simply NLL / ln 2. The bigram is the first rung: `run_rung` trains
 # it on the ladder's budget now, and `show_ladder` prints the table committed with the course (every rung, two
-# seeds), with this lesson's rung marked and the value measured here beside the committed one.
+# or three seeds), with this lesson's rung marked and the value measured here beside the committed one; the plot
+# shows the rungs of the lessons so far, each seed as a dot.
 
 # %%
 from scratchlm.ladder import run_rung, show_ladder

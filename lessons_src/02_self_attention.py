@@ -713,8 +713,8 @@ if MODE != "smoke":
 #   future and watching the past stay put.
 # - Our `CausalHead` matches `scratchlm.attention.Head` exactly; with it, a single-head model with 32-dim
 #   embeddings beats the bigram model's validation loss at **equal compute** (the bigram got as many steps as
-#   the head's steps cost in measured seconds, about five times more), with both of two seeds, and goes below the
-#   counted bigram table that bounds any bigram (table above). An equal-*steps* comparison would have handed the
+#   the head's steps cost in measured seconds: several times more, by a ratio that depends on the machine and
+#   is printed above), with both of two seeds, and goes below the counted bigram table that bounds any bigram (table above). An equal-*steps* comparison would have handed the
 #   attention model several times the bigram's compute; here that does not change the winner, because the bigram
 #   has levelled off long before, but it is the fair way to state such a comparison.
 # - Training now uses the library's `train` (lesson 01's loop, written once), with `estimate_loss` on fixed

@@ -219,12 +219,18 @@ intensities = np.logspace(-2, 2.5, 200)
 fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
 ax.loglog(intensities, np.minimum(peak, intensities * bw_reused) / 1e9, "k-", label="roof: copy into held memory")
 ax.loglog(intensities, np.minimum(peak, intensities * bw_fresh) / 1e9, "k:", label="roof: copy into fresh memory")
+placed_x: list[float] = []
 for i, (name, (_, _, nbytes)) in enumerate(steps.items()):
     x = placed_flops[name] / nbytes
+    # the two matrix products have the same intensity: draw a step side by side with any already drawn there
+    x_drawn = x * 1.35 ** sum(abs(math.log(x / other)) < 0.1 for other in placed_x)
+    placed_x.append(x)
     fresh_rate, held_rate = placed_flops[name] / step_time[name] / 1e9, placed_flops[name] / reused_time[name] / 1e9
-    ax.plot(x, fresh_rate, "o", mfc="none", color=f"C{i}", ms=9)
-    ax.plot(x, held_rate, "o", color=f"C{i}", ms=9, label=f"{name}")
-    ax.annotate("", xy=(x, held_rate), xytext=(x, fresh_rate), arrowprops=dict(arrowstyle="->", color=f"C{i}"))
+    ax.plot(x_drawn, fresh_rate, "o", mfc="none", color=f"C{i}", ms=9)
+    ax.plot(x_drawn, held_rate, "o", color=f"C{i}", ms=9, label=f"{name} ({x:.2g} FLOP/byte)")
+    ax.annotate(
+        "", xy=(x_drawn, held_rate), xytext=(x_drawn, fresh_rate), arrowprops=dict(arrowstyle="->", color=f"C{i}")
+    )
 ax.axvline(ridge, color="grey", lw=0.5, ls="--")
 ax.text(ridge, peak / 1e9 * 1.15, f" ridge {ridge:.1f}", fontsize=8, color="grey")
 ax.set(
@@ -239,20 +245,23 @@ plt.show()
 del scores, masked, weights, out, buffer_tt, buffer_td
 
 # %% [markdown]
-# What the roofline says about this machine (the numbers printed above; on a GPU they will differ):
+# What the roofline says about this machine (the numbers printed above; on a GPU they will differ). The two
+# matrix products have the same intensity, so the second is drawn a little to the right of the first, where both
+# show; the legend gives each step's own intensity.
 #
 # - **The matrix products sit right of the ridge**: with about 30 FLOPs per byte they are bounded by arithmetic.
-#   Written into memory the process already holds, they reach most of the measured peak. As the naive code runs
-#   them, `scores` is much slower, because its T×T output is new memory.
+#   Written into memory the process already holds, they reach half to two thirds of the measured peak (49% and
+#   64%). As the naive code runs them, `scores` is much slower, because its T×T output is new memory.
 # - **The mask and the softmax sit far left of the ridge**: below one operation per byte, their roof is the
-#   bandwidth line, so they are memory-bound in the roofline's sense. Into held memory they reach about half
-#   of the copy bandwidth (the last column): a select and an exponential per element cost instructions too,
+#   bandwidth line, so they are memory-bound in the roofline's sense. Into held memory they reach about two
+#   thirds of the copy bandwidth (60% and 67%, the last column): a select and an exponential per element cost instructions too,
 #   and one core alone does not saturate the memory system. Nowhere near the compute roof, in any case.
-# - **As written, every step that produces a T×T matrix runs far below both roofs**, close to the dotted line.
+# - **As written, every step that produces a T×T matrix runs well below both roofs**, the mask and the softmax
+#   close to the dotted line.
 #   That line explains it: on a CPU, PyTorch returns a large tensor's memory to the operating system when it is
 #   freed, and the next large tensor gets fresh pages, each of which the kernel must map and zero on first
-#   touch. The last line of the table puts a number on it: more than half of the time of naive attention here
-#   goes to fresh memory, more than to DRAM traffic or to arithmetic. (A GPU's caching allocator reuses freed
+#   touch. The last line of the table puts a number on it: 171 ms as written against 93 ms into reused memory,
+#   so almost half of the time of naive attention here goes to fresh memory. (A GPU's caching allocator reuses freed
 #   blocks, so there the filled markers are the ones that apply.)
 #
 # Either way the cure is the same: fusing the four steps into one pass that never writes the T×T matrices out
@@ -806,7 +815,7 @@ assert step_gap.max() < 1e-4 and val_gap < 1e-4, "the tiled kernel must train ex
 #
 # The price is time. At these sizes the whole model is small and attention is only part of a step, but the
 # tiled kernel runs its loop in Python, a handful of small operators per tile, forward and again backward;
-# PyTorch's fused kernel does the same arithmetic in one C++ call. Here that makes a step about 1.5 times as long
+# PyTorch's fused kernel does the same arithmetic in one C++ call. Here that makes a step about 1.6 times as long
 # with the tiled kernel (the table: the cost per step and the
 # rate in FLOP/s, with FLOPs counted by `scratchlm.scaling.flops`: 6N plus attention over the full T×T,
 # masked half included, the same convention for both kernels, so the column compares time only; set against
@@ -844,9 +853,12 @@ if gpt["bits_per_byte"]:
 # %% [markdown]
 # The tiled kernel buys nothing in bits per byte, by design: it lands on the GPT's rung. Over the ladder's 2000
 # steps the float32 rounding differences of section 7 have grown (training amplifies small differences), to
-# 0.004 bits per byte for seed 0, still about a tenth of the difference between the GPT's two seeds (its ±
-# 0.024 is half of that range). Its price is time: 1.67× the GPT's training time in this run, 1.33× and
-# 1.47× for the two committed seeds (the machine is shared, so such ratios move by a few tenths). What it buys
+# 0.007 bits per byte for seed 0 (2.586 against the GPT's committed 2.592), still well under the difference
+# between the GPT's two seeds (its ± 0.024 is half of that range). (This fresh run is also 0.011 below the
+# committed tiled run of the same seed, as lesson 04's fresh GPT was below its own: the same seed did not
+# reproduce the committed runs here.) Its price is time: 1.33× and 1.47× the GPT's training time for the two
+# committed seeds; the 2.76× printed above sets this run's 144 s on a busy machine against the GPT's 52 s
+# measured on another day and processor, so it says little. What it buys
 # is memory that grows linearly with the context, which only pays once the context is long (section 6).
 
 # %% [markdown]
@@ -855,8 +867,8 @@ if gpt["bits_per_byte"]:
 # - Naive attention materialises T×T matrices: its peak memory grows quadratically. A **roofline** measured on
 #   this machine (copy bandwidth and matrix-product peak) places its steps: the two products right of the ridge
 #   (bounded by arithmetic, near the peak when their output memory is reused), the mask and the softmax far left
-#   of it (memory-bound, never near the compute roof). As written on a CPU, the largest single cost is neither:
-#   it is fresh memory for every T×T result, which the operating system must map and zero.
+#   of it (memory-bound, never near the compute roof). As written on a CPU, almost half of the time goes to
+#   neither: it goes to fresh memory for every T×T result, which the operating system must map and zero.
 # - FLOPs are counted once, by `scratchlm.scaling.flops`: attention's two products over the whole T×T matrix,
 #   the masked half included (`masked_half=True`), as lesson 04 counts them; a kernel that skips masked tiles
 #   does about half.
@@ -868,7 +880,7 @@ if gpt["bits_per_byte"]:
 # - The **Triton kernel** is the same loop with the tile kept on chip; on a CPU its interpreter checks it.
 # - PyTorch's SDPA picks a fused backend for you; `sdpa_kernel` shows and restricts which.
 # - `GPTConfig(attention="tiled")` trains the GPT with the tiled kernel: the same loss curve as SDPA to a few
-#   float32 spacings, step by step, at about 1.5× the time per step here (its loop runs in Python).
+#   float32 spacings, step by step, at about 1.6× the time per step here (its loop runs in Python).
 # - From here on, `scratchlm.attention.tiled_attention` and `triton_attention` are the library versions.
 #
 # ## Exercises

@@ -20,7 +20,9 @@ speed of nanoGPT's, 1.0x without them (bench/train_throughput.py). So they are t
 not Intel's (`OWN_CPU_PATHS`); on Intel's `linear` and `gelu_tanh` are `F.linear` and `F.gelu`.
 
 Elsewhere (other devices and dtypes, autocast, products too small to repay oneDNN's ~15 us per call, inside
-`torch.compile`, or with `torch.backends.mkldnn.enabled = False`) they are `F.linear` and `F.gelu`.
+`torch.compile`, or with `torch.backends.mkldnn.enabled = False`) they are `F.linear` and `F.gelu`, but for
+`torch.compile` on the CPU, where the GELU is written as x * sigmoid(2z) in plain operations: Inductor fuses them,
+and the tanh it would generate from `F.gelu` costs about twice the fused sigmoid form's whole kernel.
 """
 
 from __future__ import annotations
@@ -166,6 +168,11 @@ class _SigmoidTanhGELU(torch.autograd.Function):
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     """`F.gelu(x, approximate="tanh")`, GPT-2's GELU; on the CPU in float32 through a sigmoid (module docstring)."""
+    if torch.compiler.is_compiling() and x.device.type == "cpu":
+        # Inductor fuses this into one kernel forward and one backward, and its exp is several times cheaper
+        # than the tanh it would otherwise generate (SLEEF's); under compile on the CPU the sigmoid form is
+        # what makes the compiled GELU cheap (bench/README.md)
+        return x * torch.sigmoid(x * (_GELU_K + _GELU_A * _GELU_K * x * x))
     if not OWN_CPU_PATHS or x.numel() < GELU_MIN_NUMEL or not _plain_cpu_float32(x):
         return F.gelu(x, approximate="tanh")
     if torch.is_grad_enabled() and x.requires_grad:

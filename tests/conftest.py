@@ -45,6 +45,18 @@ def tiny_train_config(text_file) -> Callable[..., TrainConfig]:
 
 
 @pytest.fixture
+def cpp_compiler() -> None:
+    """Skips a test that runs `torch.compile` on the CPU where Inductor finds no C++ compiler to build with (a
+    fresh machine need not have one; CI does)."""
+    from torch._inductor import cpp_builder
+
+    try:
+        cpp_builder.get_cpp_compiler()
+    except (RuntimeError, OSError) as e:
+        pytest.skip(f"no C++ compiler for torch.compile on the CPU ({e})")
+
+
+@pytest.fixture
 def one_thread(monkeypatch) -> Iterator[None]:
     """Tiny models gain nothing from a second thread, and on a machine shared with other jobs they lose a lot.
 

@@ -1,3 +1,4 @@
+import argparse
 import os
 import stat
 
@@ -5,6 +6,8 @@ import pytest
 import torch
 
 from scratchlm.cli import main
+from scratchlm.cli.train import config_from_args, register
+from scratchlm.training import preset
 
 
 def one_error_line(capsys) -> str:
@@ -86,10 +89,23 @@ def test_train_on_tinyshakespeare_by_default(tmp_path, capsys):
     assert "sample:" in capsys.readouterr().out
 
 
+def test_a_cpu_trains_the_speedrun_record_by_default_and_gpt2s_recipe_by_name(tmp_path):
+    """Issue 18: the modern recipe won the CPU speedrun at equal wall time, so it is `train`'s CPU default; the
+    GPT-2 recipe it replaced stays reachable as --preset cpu."""
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    cpu = torch.device("cpu")
+    default = config_from_args(parser.parse_args(["train", "--max-iters", "5"]), cpu)
+    assert default == preset("cpu-modern", max_iters=5, out_dir="out")
+    assert (default.optimizer, default.model.mlp, default.model.tie_embeddings) == ("muon", "swiglu", False)
+    gpt2 = config_from_args(parser.parse_args(["train", "--preset", "cpu"]), cpu)
+    assert (gpt2.optimizer, gpt2.model.mlp, gpt2.max_iters) == ("adamw", "gelu", 3500)
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["train", "--preset", "tpu"], "unknown preset 'tpu'; choose one of: smoke, cpu, gpu"),
+        (["train", "--preset", "tpu"], "unknown preset 'tpu'; choose one of: smoke, cpu, gpu, cpu-modern"),
         (["train", "--preset", "smoke", "--n-embd", "100", "--n-head", "3"], "--n-embd 100 is not divisible by"),
         (["train", "--preset", "smoke", "--dropout", "1.5"], "dropout must be in [0, 1)"),
         (["train", "--preset", "smoke", "--data", "/no/such/file.txt"], "no such data file"),

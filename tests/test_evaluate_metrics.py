@@ -28,8 +28,11 @@ from scratchlm.evaluate import (
     repetition_rate,
     sample_sweep,
     score_choices,
+    shuffled_line_items,
     suffix_array,
+    token_bytes,
 )
+from scratchlm.evaluate.choice import is_speaker_line
 from scratchlm.model import GPT, GPTConfig
 from scratchlm.tokenizers import CharTokenizer
 
@@ -214,6 +217,43 @@ def test_cloze_items_hold_the_true_next_line_among_distractors():
     assert cloze_items(text, tok, 20, seed=1) == cloze_items(text, tok, 20, seed=1)
     with pytest.raises(ConfigError, match="too few"):
         cloze_items("a\nb\nc\n", tok, 5)
+
+
+def test_title_case_speakers_are_never_options_regression():
+    """The speaker filter knew only ALL-CAPS names, so Tiny Shakespeare's title-case speakers ("Pedant:",
+    "Second Servingman:") became options, and their place after a blank line gave them away."""
+    lines = []
+    names = ["PEDANT", "Pedant", "Second Servingman", "First Citizen", "Nurse"]
+    for i in range(150):
+        lines += [f"{names[i % len(names)]}:", f"a spoken line {i} that ends with a colon:", f"and line {i}", ""]
+    text = "\n".join(lines)
+    tok = CharTokenizer.from_text(text)
+    items = cloze_items(text, tok, n_items=60, n_choices=4, context_lines=2, seed=3)
+    options = {o.rstrip("\n") for it in items for o in it.option_texts}
+    assert not options & {f"{n}:" for n in names}
+    assert any(o.startswith("a spoken line") for o in options)  # a spoken line may end with a colon
+    split = text.split("\n")
+    assert is_speaker_line(split, 0) and is_speaker_line(split, 4) and not is_speaker_line(split, 1)
+
+
+def test_the_positive_control_pits_the_true_line_against_its_characters_shuffled():
+    lines = []
+    for i in range(120):
+        lines += ["SPEAKER:", f"line number {i} goes here", ""]
+    text = "\n".join(lines)
+    tok = CharTokenizer.from_text(text)
+    items = cloze_items(text, tok, n_items=30, n_choices=4, context_lines=2, seed=1)
+    control = shuffled_line_items(items, tok, seed=1)
+    assert len(control) == 30 and len({c.answer for c in control}) == 2
+    for item, c in zip(items, control, strict=True):
+        truth, other = c.option_texts[c.answer], c.option_texts[1 - c.answer]
+        assert truth == item.option_texts[item.answer] and other != truth
+        assert sorted(other) == sorted(truth) and other.endswith("\n")
+    # a bigram model counted on the text passes it; a model that knows nothing scores at chance on both tests
+    bigram = fit_bigram(torch.tensor(tok.encode(text)), tok.vocab_size)
+    assert score_choices(bigram, control, token_bytes(tok)).accuracy("per_byte") > 0.9
+    uniform = FixedDistribution([1 / tok.vocab_size] * tok.vocab_size, block_size=64)
+    assert score_choices(uniform, control, token_bytes(tok)).accuracy("per_byte") <= 0.7
 
 
 def test_an_option_longer_than_block_size_is_read_with_a_sliding_window():

@@ -184,7 +184,8 @@ def test_table_shows_mean_and_half_range_marks_highlights_and_measured():
 def test_plot_and_show_run_headless(smoke_ladder, tmp_path, capsys):
     results = list(smoke_ladder[0].values())
     ax = plot_ladder(results, highlight=["gpt"], measured=[results[0]])
-    assert ax.get_xlim()[0] == 0 and ax.get_xlim()[1] > max(r["bits_per_byte"] for r in results)
+    values = [r["bits_per_byte"] for r in results]
+    assert ax.get_xlim()[0] < min(values) and ax.get_xlim()[1] > max(values)
     assert ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is not None
     assert len(ax.get_yticklabels()) == len(RUNGS)
     plt.close("all")
@@ -196,6 +197,27 @@ def test_plot_and_show_run_headless(smoke_ladder, tmp_path, capsys):
     assert "python -m scratchlm ladder" in capsys.readouterr().out
     with pytest.raises(DataError, match="python -m scratchlm ladder"):
         show_ladder(path=tmp_path / "absent.json")
+    plt.close("all")
+
+
+def test_ladder_plot_labels_and_legend_cover_no_marker():
+    """The bug: each row's value label sat where the "measured now" cross was drawn, and the legend, inside the
+    axes, covered the bottom rung (lesson 09's own). Labels now sit in a column right of the axes, the legend
+    below them, and the plot keeps to the rungs up to the lesson shown."""
+    results = [_fake(name, seed, 3.0 - 0.1 * i + 0.01 * seed) for i, name in enumerate(RUNGS) for seed in (0, 1)]
+    results.append(_fake("modern", 2, 2.0))  # a third seed, of a later lesson's rung: not in this plot's count
+    ax = plot_ladder(results, highlight=["gqa"], measured=[_fake("gqa", 0, 2.2)], up_to_lesson="09")
+    assert "2 seeds" in ax.get_title()
+    labels = [t for t in ax.texts if t.get_text()]
+    assert len(labels) == len([n for n in RUNGS if get_rung(n).lesson <= "09"])
+    assert all(t.xycoords[0] == "axes fraction" and t.xy[0] > 1 for t in labels)  # right of the axes
+    legend = ax.get_legend()
+    assert legend.get_bbox_to_anchor().y0 < ax.get_window_extent().y0  # below the axes
+    assert "now 2.200" in labels[-1].get_text() and "±" in labels[-1].get_text()
+    plt.close("all")
+    tie = [_fake("bigram", s, 3.0 + 0.02 * s) for s in (0, 1)] + [_fake("one-head", s, 3.01 + 0.02 * s) for s in (0, 1)]
+    ax = plot_ladder(tie)
+    assert "≈ above" in ax.texts[1].get_text() and "≈" not in ax.texts[0].get_text()
     plt.close("all")
 
 

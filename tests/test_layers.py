@@ -120,3 +120,14 @@ def test_gpt_loss_and_gradients_match_float64():
     torch.testing.assert_close(loss, ref_loss.float(), rtol=1e-6, atol=1e-6)
     for (name, p), ref in zip(model.named_parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(p.grad, ref.grad.float(), rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.usefixtures("cpp_compiler")
+def test_gelu_tanh_under_torch_compile_is_the_same_function():
+    """Under `torch.compile` on the CPU `gelu_tanh` is written out as x * sigmoid(2z) for Inductor to fuse: the
+    compiled forward and backward still equal GPT-2's tanh GELU (float64 reference), over the range a model sees."""
+    x = torch.linspace(-12, 12, 4096).reshape(64, 64)
+    out, (grad,) = _grads(torch.compile(layers.gelu_tanh, fullgraph=True), x)
+    ref_out, (ref_grad,) = _grads(lambda t: F.gelu(t, approximate="tanh"), x.double())
+    torch.testing.assert_close(out, ref_out.float(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, ref_grad.float(), rtol=1e-5, atol=1e-5)

@@ -173,16 +173,28 @@ def test_grpo_and_dpo_update_the_policy_through_train_step(tokenizer):
 
 @pytest.fixture
 def sft_checkpoint(tmp_path, tokenizer) -> str:
-    """An (untrained) chat checkpoint: a tiny GPT whose tokenizer has the chat tokens."""
+    """A chat checkpoint of a tiny GPT that tosses a coin at every token: "1" or <|end|>, whatever it has read.
+
+    So it is sometimes right (a count whose answer is 1: "1" then <|end|>, one answer in four) and sometimes wrong:
+    GRPO's groups and DPO's pairs of count items have something to learn from in nearly every batch. (An untrained
+    model is right once in thousands of answers: DPO's run then drew ~2,500 batches of rollouts for 4 steps.)"""
     from scratchlm import checkpoint
 
+    model = tiny_gpt(tokenizer.vocab_size)
+    with torch.no_grad():  # the final norm outputs a constant; the tied head reads channel 0 of each embedding
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.copy_(F.one_hot(torch.tensor(0), model.config.n_embd).float())
+        wte = model.transformer.wte.weight
+        wte[:, 0] = -10.0
+        wte[tokenizer.encode("1")[0], 0] = wte[tokenizer.special_id(END), 0] = 0.0
     path = tmp_path / "sft" / "ckpt.pt"
-    checkpoint.save(path, tiny_gpt(tokenizer.vocab_size), tokenizer=tokenizer)
+    checkpoint.save(path, model, tokenizer=tokenizer)
     return str(path)
 
 
-RL_FAST = ["--items", "2", "--k", "3", "--updates", "2", "--eval-interval", "2", "--max-new-tokens", "4",
-           "--val-per-skill", "1", "--learning-rate", "1e-2", "--min-lr", "1e-2", "--no-progress"]  # fmt: skip
+RL_FAST = ["--skills", "count", "--items", "8", "--k", "8", "--updates", "2", "--eval-interval", "2",
+           "--max-new-tokens", "4", "--val-per-skill", "1", "--learning-rate", "1e-2", "--min-lr", "1e-2",
+           "--no-progress"]  # fmt: skip
 
 
 def _steps(out) -> list[dict]:
@@ -194,6 +206,8 @@ def _steps(out) -> list[dict]:
 
 @pytest.mark.parametrize("method", ["grpo", "dpo"])
 def test_rl_logs_each_step_resumes_exactly_and_never_clobbers(method, sft_checkpoint, tmp_path, capsys):
+    import json
+
     from scratchlm import checkpoint
     from scratchlm.cli import main
 
@@ -203,7 +217,14 @@ def test_rl_logs_each_step_resumes_exactly_and_never_clobbers(method, sft_checkp
     steps = _steps(straight)
     assert [s["step"] for s in steps] == [1, 2, 3, 4]
     assert {"reward", "accuracy", "kl", "answer_length"} <= set(steps[0])
+    records = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    # named for what they are, not train's losses
+    assert {"batch_reward", "val_accuracy"} <= set(records[-1]) and "val_loss" not in records[-1]
+    # train's fixed batch x block tokens are not what an RL step trains: rl_steps.jsonl counts those
+    assert not {"tokens", "tokens_per_s"} & set(records[-1])
+    assert steps[0]["rollout_tokens"] > 0 and "update_tokens" in steps[0]
     assert steps[0]["kl"] == pytest.approx(0, abs=1e-6)  # the policy starts as the reference
+    assert any(0 < s["reward"] < 1 for s in steps)  # some answers right, some wrong: something to learn from
     if method == "dpo":
         assert {"pairs", "margin", "pair_accuracy"} <= set(steps[-1])
 
@@ -226,3 +247,30 @@ def test_rl_refuses_a_base_model_and_a_misaligned_eval_interval_in_one_line(tmp_
     assert "no chat tokens" in capsys.readouterr().err
     assert main(["rl", "--sft", str(base), "--out", str(tmp_path / "p"), "--updates", "3", "--eval-interval", "4"]) == 2
     assert "multiple of updates" in capsys.readouterr().err
+
+
+def test_dpo_without_any_pair_stops_in_one_line_instead_of_sampling_forever(sft_checkpoint, tmp_path, capsys):
+    from scratchlm.cli import main
+    from scratchlm.posttraining.rl import DPO_DRAWS
+
+    # one new token: no answer can be closed by <|end|> after its content, so none is right and no item has a pair
+    args = ["rl", "--sft", sft_checkpoint, "--method", "dpo", *RL_FAST, "--max-new-tokens", "1"]
+    assert main([*args, "--out", str(tmp_path / "dpo"), "--max-iters", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"no item with both a right and a wrong answer in {DPO_DRAWS} batches" in err and "\n" not in err
+    assert (tmp_path / "dpo" / "ckpt.pt").is_file()  # the step-0 checkpoint is kept
+
+
+def test_rl_rolls_out_the_chosen_skills_only_and_refuses_an_unknown_one(sft_checkpoint, tmp_path):
+    from scratchlm.errors import ConfigError
+    from scratchlm.posttraining.rl import RL_TRAIN, RLConfig, prepare_rl
+
+    with pytest.raises(ConfigError, match="comma-separated list of skills"):
+        RLConfig(sft=sft_checkpoint, skills="reverse,juggle")
+    config = RLConfig(sft=sft_checkpoint, skills="sort,add", items=5, k=2, max_new_tokens=3,
+                      train=RL_TRAIN.replace(progress=False))  # fmt: skip
+    run = prepare_rl(config)
+    run.next_batches()
+    assert [i.skill for i in run.rollouts.items] == ["sort", "add", "sort", "add", "sort"]
+    stats = run.step_stats[-1]
+    assert stats["rollout_tokens"] == stats["update_tokens"] == run.rollouts.batch.x.numel()  # GRPO trains on all

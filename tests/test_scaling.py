@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from scratchlm import checkpoint as ckpt_io
 from scratchlm.cli import main
 from scratchlm.data import load_splits
 from scratchlm.errors import ConfigError, DataError, OutputError
@@ -30,6 +31,7 @@ from scratchlm.scaling import (
     SweepGrid,
     append_result,
     attention_flops_per_token,
+    bootstrap_isoflop_exponents,
     fit_isoflop,
     fit_isoflops,
     fit_loss_law,
@@ -43,6 +45,7 @@ from scratchlm.scaling import (
     read_results,
     run_sweep,
     sweep_grid,
+    sweep_splits,
 )
 from scratchlm.training import Callback
 
@@ -115,6 +118,31 @@ def isoflop_design(law: LossLaw, budgets, sizes_per_budget=7, spread=0.6):
 
 def noisy(losses, sigma, seed=0):
     return losses * np.exp(np.random.default_rng(seed).normal(0.0, sigma, len(losses)))
+
+
+def test_bootstrap_intervals_cover_the_true_exponents_and_widen_with_noise():
+    budgets, sizes, tokens = isoflop_design(CHINCHILLA, np.logspace(18, 21, 4))
+    losses = noisy(CHINCHILLA(sizes, tokens), sigma=0.002)
+    a_runs, b_runs = bootstrap_isoflop_exponents(budgets, sizes, tokens, losses, resamples=300)
+    fit = fit_isoflops(budgets, sizes, tokens, losses)
+    assert a_runs.estimate == fit.n_opt.exponent and b_runs.estimate == fit.d_opt.exponent
+    assert a_runs.low < a_runs.estimate < a_runs.high
+    assert CHINCHILLA.a in a_runs and CHINCHILLA.b in b_runs
+    assert a_runs.resamples + a_runs.failed == 300
+    small, _ = bootstrap_isoflop_exponents(budgets, sizes, tokens, losses, noise_sd=0.001, resamples=300)
+    large, _ = bootstrap_isoflop_exponents(budgets, sizes, tokens, losses, noise_sd=0.01, resamples=300)
+    assert 0 < small.high - small.low < large.high - large.low
+    exact, _ = bootstrap_isoflop_exponents(budgets, sizes, tokens, losses, noise_sd=0.0, resamples=20)
+    assert exact.low == pytest.approx(exact.estimate) and exact.high == pytest.approx(exact.estimate)
+    with pytest.raises(FitError, match="valid"):
+        bootstrap_isoflop_exponents([1e12] * 4, [1e4, 2e4, 4e4, 8e4], [1e6, 5e5, 2.5e5, 1.25e5], [2, 2.1, 2.3, 2.6])
+
+
+def test_isoflop_residuals_are_the_runs_minus_the_parabola():
+    sizes, tokens, losses = [1e4, 2e4, 4e4, 8e4], [8e6, 4e6, 2e6, 1e6], [2.3, 2.1, 2.15, 2.2]
+    profile = fit_isoflop(1e12, sizes, tokens, losses)
+    np.testing.assert_allclose(profile.residuals, np.array(losses) - profile.n_curve(np.array(sizes)))
+    assert abs(profile.residuals.sum()) < 1e-9  # least squares with a constant term: the residuals sum to zero
 
 
 def test_power_law_and_parabola_recover_exact_values():
@@ -206,7 +234,7 @@ def test_compute_optimal_closed_form_minimises_the_law_on_its_budget():
 
 
 def test_grid_points_spend_their_budget_on_their_own_schedule():
-    grid = sweep_grid("cpu")
+    grid = sweep_grid("cpu", max_epochs=None)
     points = grid.points(vocab_size=65)
     assert len({p.key for p in points}) == len(points)
     small_budget = grid.replace(budgets=(1e10, *grid.budgets))  # too small for the widest models
@@ -260,6 +288,55 @@ class CrashAt(Callback):
     def on_step(self, run, result):
         if Path(run.out_dir).name == self.key and run.step == self.step:
             raise RuntimeError("simulated crash")
+
+
+def test_grid_leaves_out_points_that_repeat_the_data_more_than_max_epochs():
+    """The bug: the gpu grid read Tiny Shakespeare 81-3,315 times at 1e16 FLOPs, measuring memorisation."""
+    train_tokens = 1_003_854  # Tiny Shakespeare's training split, in characters
+    uncapped = sweep_grid("cpu", max_epochs=None).points(65)
+    capped = sweep_grid("cpu").points(65, train_tokens)
+    assert {p.key for p in uncapped} - {p.key for p in capped} == {"L3-w16-C2e+12"}  # 19.5 epochs
+    assert all(p.tokens <= 10 * train_tokens for p in capped)
+    with pytest.raises(ConfigError, match="train_tokens"):
+        sweep_grid("cpu").points(65)
+    gpu = sweep_grid("gpu")
+    stdlib_train = 11_939_158  # characters of CPython 3.11's standard library, prepare's training split
+    points = gpu.points(222, stdlib_train)
+    assert points and all(p.tokens <= 4 * stdlib_train for p in points)
+    for budget in gpu.budgets:  # every profile keeps enough sizes for a parabola
+        assert len({p.width for p in points if p.budget == budget}) >= 3
+
+
+def test_grid_seeds_are_separate_points_with_their_own_keys():
+    grid = sweep_grid("smoke", seeds=3)
+    points = grid.points(65)
+    one_seed = sweep_grid("smoke").points(65)
+    assert len(points) == 3 * len(one_seed)
+    assert {p.seed for p in points} == {grid.seed, grid.seed + 1, grid.seed + 2}
+    assert {p.key for p in points if p.seed == grid.seed} == {p.key for p in one_seed}  # old results still match
+    assert all(p.key.endswith(f"-s{p.seed}") for p in points if p.seed != grid.seed)
+    assert len({p.key for p in points}) == len(points)
+    assert all(p.config.seed == p.seed for p in points)
+
+
+def test_sweep_splits_reads_text_and_prepared_shards(tmp_path):
+    from scratchlm.pretraining.shards import prepare
+
+    path = tmp_path / "paragraphs.txt"
+    path.write_text("\n\n".join(f"Paragraph {i}: to be, or not to be." for i in range(300)), encoding="utf-8")
+    text = sweep_splits(str(path))
+    assert len(text.train) + len(text.val) == len(path.read_text())
+    prepare(str(path), "char", tmp_path / "shards", workers=1, progress=False)
+    shards = sweep_splits(tmp_path / "shards")
+    assert shards.train.dtype == torch.long and len(shards.train) > 0 and len(shards.val) > 0
+    assert shards.tokenizer.decode(shards.train[2:20].tolist()) in path.read_text()  # after the "\\n\\n" separator
+    documents = tmp_path / "documents"  # a corpus for prepare, not a text file: prepared into the sweep's folder
+    documents.mkdir()
+    for i in range(3):
+        (documents / f"{i}.txt").write_text(f"document {i}\n" * 40, encoding="utf-8")
+    prepared = sweep_splits(documents, tmp_path / "sweep")
+    assert (tmp_path / "sweep" / "data" / "index.json").is_file()
+    assert len(prepared.train) + len(prepared.val) > 3 * 40 * len("document 0\n")
 
 
 class Steps(Callback):
@@ -471,29 +548,44 @@ def test_cli_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys):
 
 
 def test_cli_sweep_killed_mid_run_resumes_where_it_stopped(text_file, tmp_path):
-    """The real thing: SIGKILL the command while a point is training (after its second checkpoint), run the
-    command again, and every point is there once, the killed one continued from its checkpoint."""
+    """The real thing: SIGKILL the command while a point is training, run the command again, and every point is
+    there once, the killed one continued from the checkpoint it had on disk.
+
+    The regression (it failed now and then on a loaded machine): the test chose the point to expect on seeing its
+    second metrics line and killed it a poll later. That line is the evaluation at the point's first step past 0,
+    appended just *before* that step's checkpoint is saved, and a point of this size trains on for only about
+    0.1 s after it: a kill landing before the save left the step-0 checkpoint (resumed from 0, not > 0), and a
+    poll delayed by the load let the point finish before the kill arrived. Now a third line is awaited (each
+    save precedes the next evaluation's line, so a checkpoint past step 0 is complete on disk), the command is
+    stopped (SIGSTOP) before the point is checked to be still unfinished, and the point's checkpoint, read while
+    the command cannot move, gives the step the rerun must continue from."""
     out = tmp_path / "sweep"
     argv = [sys.executable, "-m", "scratchlm", "sweep", "--grid", "smoke", "--data", text_file, "--out", str(out)]
     argv += ["--widths", "16", "32", "--budgets", "4e8", "8e8", "--depth", "1", "--block-size", "16"]
-    argv += ["--batch-size", "4", "--evals", "4", "--final-eval-iters", "2"]
+    argv += ["--batch-size", "4", "--evals", "8", "--final-eval-iters", "2"]
     env = {**os.environ, "SCRATCHLM_THREADS": "1"}
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed_key = None
+    killed_key = saved_step = None
     try:
         deadline = time.monotonic() + 60
         while killed_key is None and time.monotonic() < deadline and proc.poll() is None:
             done = {r["key"] for r in read_results(out)}
-            for metrics in (out / "points").glob("*/metrics.jsonl") if done else ():
-                if metrics.parent.name not in done and len(metrics.read_text().splitlines()) >= 2:
-                    killed_key = metrics.parent.name
+            training = [m.parent for m in (out / "points").glob("*/metrics.jsonl") if done and
+                        m.parent.name not in done and len(m.read_text().splitlines()) >= 3]  # fmt: skip
+            if training:
+                proc.send_signal(signal.SIGSTOP)
+                os.waitpid(proc.pid, os.WUNTRACED)  # stopped: what is on disk now is what the kill leaves
+                if training[0].name not in {r["key"] for r in read_results(out)}:
+                    killed_key, saved_step = training[0].name, ckpt_io.load(training[0] / ckpt_io.FILENAME).step
+                    break
+                proc.send_signal(signal.SIGCONT)  # it finished meanwhile: wait for the next point
             time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
     finally:
+        proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert killed_key is not None, "the sweep ended before it could be killed mid-point"
     before = (out / RESULTS_FILENAME).read_text().splitlines()
-    assert killed_key not in {json.loads(line)["key"] for line in before}
+    assert killed_key not in {json.loads(line)["key"] for line in before} and saved_step > 0
 
     rerun = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
@@ -501,4 +593,4 @@ def test_cli_sweep_killed_mid_run_resumes_where_it_stopped(text_file, tmp_path):
     assert len(records) == 4 and len({r["key"] for r in records}) == 4
     assert (out / RESULTS_FILENAME).read_text().splitlines()[: len(before)] == before
     killed = next(r for r in records if r["key"] == killed_key)
-    assert killed["resumed_from_step"] > 0
+    assert killed["resumed_from_step"] == saved_step

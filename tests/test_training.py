@@ -35,7 +35,7 @@ def test_config_validation_messages(overrides, message):
 
 
 def test_presets():
-    assert set(PRESETS) == {"smoke", "cpu", "gpu"}
+    assert set(PRESETS) == {"smoke", "cpu", "cpu-modern", "gpu"}
     gpu = preset("gpu")
     model = gpu.model
     assert (model.n_layer, model.n_head, model.n_embd, model.block_size, gpu.batch_size) == (6, 6, 384, 256, 64)
@@ -211,3 +211,42 @@ def test_bpe_tokenizer_file_is_detected_and_travels_in_the_checkpoint(tmp_path, 
     result = train(tiny_train_config(max_iters=1, tokenizer=str(tmp_path / "bpe.tok"), out_dir=str(out)))
     assert isinstance(result.tokenizer, BPETokenizer) and result.model.config.vocab_size == 300
     assert checkpoint.load(out).build_tokenizer().encode("To be") == result.tokenizer.encode("To be")
+
+
+@pytest.mark.usefixtures("cpp_compiler")
+def test_compile_trains_the_same_steps_as_eager(monkeypatch, tiny_train_config):
+    """compile=True (`compile_model`: on the CPU with Inductor's C++ wrapper) takes the same steps as eager, to
+    float32 rounding: compiling changes how the step runs, not what it computes."""
+    from scratchlm.training import compile_model
+
+    options = []
+    real_compile = torch.compile
+
+    def recording_compile(model, **kwargs):
+        options.append(kwargs.get("options"))
+        return real_compile(model, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    assert compile_model(torch.nn.Linear(2, 2), torch.device("cuda")) is not None  # lazy: builds nothing here
+    assert options == [None]
+    config = tiny_train_config(n_layer=2, max_iters=4, eval_interval=4, eval_iters=1)
+    eager = train(config)
+    compiled = train(config.replace(compile=True))
+    assert options[1:] == [{"cpp_wrapper": True}]
+    torch.testing.assert_close(compiled.step_losses, eager.step_losses, rtol=1e-4, atol=1e-5)
+    for (name, p), q in zip(compiled.model.state_dict().items(), eager.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_compile_without_a_cpp_compiler_is_a_config_error_before_training(monkeypatch, tiny_train_config):
+    """On the CPU Inductor compiles C++: with no compiler, compile=True stops with one line before the first step."""
+    from torch._inductor import cpp_builder
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    def no_compiler():
+        raise InvalidCxxCompiler
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
+    message = r"compile=True on the CPU needs a working C\+\+ compiler .* or train without compiling"
+    with pytest.raises(ConfigError, match=message):
+        train(tiny_train_config(compile=True, max_iters=2))

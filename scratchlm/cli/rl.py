@@ -1,8 +1,8 @@
 """`python -m scratchlm rl`: GRPO or DPO from an SFT checkpoint, with `train`'s run rules.
 
-A checkpoint and metrics.jsonl (train_loss: the batch's mean reward, val_loss: held-out greedy accuracy) in --out at
-every evaluation, rl_steps.jsonl with each step's reward, accuracy, KL, answer length and tokens/s; an --out that
-holds a run refused unless --resume or --overwrite; Ctrl-C saves first.
+A checkpoint and metrics.jsonl (batch_reward: the last batch's mean reward, val_accuracy: held-out greedy accuracy)
+in --out at every evaluation, rl_steps.jsonl with each step's reward, accuracy, KL, answer length and tokens/s; an
+--out that holds a run refused unless --resume or --overwrite; Ctrl-C saves first.
 """
 
 from __future__ import annotations
@@ -11,15 +11,12 @@ import argparse
 from pathlib import Path
 
 from scratchlm import checkpoint
-from scratchlm.cli.args import add_threads_argument
-from scratchlm.errors import CheckpointError, ScratchLMError
-from scratchlm.options import add_arguments, given_options
+from scratchlm.cli.wrapped import add_wrapped_arguments, wrapped_config_from_args
 from scratchlm.posttraining.rl import RL_TRAIN, RLConfig, prepare_rl
 from scratchlm.runtime import configure_threads, get_device
-from scratchlm.training import TrainConfig, run_training
+from scratchlm.training import run_training
 
 DEFAULT_OUT = "out/rl"
-NOT_TRAINING_FLAGS = ("data", "tokenizer", "val_fraction")
 
 
 def register(subparsers) -> None:
@@ -32,23 +29,13 @@ def register(subparsers) -> None:
             "ratio, k3 KL to the SFT model) or DPO (a correct answer preferred over a wrong one)."
         ),
     )
-    add_threads_argument(p)
-    add_arguments(p, RLConfig, title="reinforcement learning")
-    add_arguments(p, TrainConfig, title="training", exclude=NOT_TRAINING_FLAGS)
+    add_wrapped_arguments(p, RLConfig, title="reinforcement learning")
     p.set_defaults(func=run)
 
 
 def config_from_args(args: argparse.Namespace, saved: checkpoint.Checkpoint | None = None) -> RLConfig:
-    overrides = {**given_options(args, RLConfig), **given_options(args, TrainConfig, exclude=NOT_TRAINING_FLAGS)}
-    overrides.setdefault("out_dir", DEFAULT_OUT)
-    if saved is None:
-        sft = overrides.pop("sft", None)
-        return RLConfig(sft=sft, train=RL_TRAIN.replace(out_dir=overrides["out_dir"])).replace(**overrides)
-    try:
-        config = RLConfig.from_dict(saved.config)
-    except (TypeError, AttributeError, ScratchLMError) as e:
-        raise CheckpointError(f"{saved.path} is not an RL run this scratchlm can resume ({e})") from None
-    return config.replace(**overrides)
+    """RL's defaults (or, with --resume, the run's saved config) with the flags given applied."""
+    return wrapped_config_from_args(args, RLConfig, "sft", RL_TRAIN, DEFAULT_OUT, saved, "an RL run")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     for s in run_.step_stats[-3:]:
         print("  " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in s.items()))
     if result.metrics:
-        print(f"held-out greedy accuracy at step {result.metrics[-1]['step']}: {result.metrics[-1]['val_loss']:.1%}")
+        last = result.metrics[-1]
+        print(f"held-out greedy accuracy at step {last['step']}: {last['val_accuracy']:.1%}")
     print(f"checkpoint: {result.checkpoint_path}")
     return 0

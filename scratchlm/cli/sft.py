@@ -12,17 +12,14 @@ import time
 from pathlib import Path
 
 from scratchlm import checkpoint
-from scratchlm.cli.args import add_threads_argument
-from scratchlm.errors import CheckpointError, ScratchLMError
-from scratchlm.options import add_arguments, given_options
+from scratchlm.cli.wrapped import add_wrapped_arguments, wrapped_config_from_args
 from scratchlm.posttraining.scoring import answer
 from scratchlm.posttraining.sft import SFT_TRAIN, SFTConfig, count_trainable, prepare_sft
 from scratchlm.posttraining.tasks import SKILLS, held_out_items
 from scratchlm.runtime import configure_threads, get_device
-from scratchlm.training import TrainConfig, run_training
+from scratchlm.training import run_training
 
 DEFAULT_OUT = "out/sft"
-NOT_TRAINING_FLAGS = ("data", "tokenizer", "val_fraction")  # the base checkpoint and --data decide these
 
 
 def register(subparsers) -> None:
@@ -36,26 +33,13 @@ def register(subparsers) -> None:
             "--lora-rank R trains low-rank adapters (merged into the saved weights) instead of every weight."
         ),
     )
-    add_threads_argument(p)
-    add_arguments(p, SFTConfig, title="fine-tuning")
-    add_arguments(p, TrainConfig, title="training", exclude=NOT_TRAINING_FLAGS)
+    add_wrapped_arguments(p, SFTConfig, title="fine-tuning")
     p.set_defaults(func=run)
 
 
 def config_from_args(args: argparse.Namespace, saved: checkpoint.Checkpoint | None = None) -> SFTConfig:
     """SFT's defaults (or, with --resume, the run's saved config) with the flags given applied."""
-    overrides = {**given_options(args, SFTConfig), **given_options(args, TrainConfig, exclude=NOT_TRAINING_FLAGS)}
-    overrides.setdefault("out_dir", DEFAULT_OUT)
-    if saved is None:
-        base = overrides.pop("base", None)
-        return SFTConfig(base=base, train=SFT_TRAIN.replace(out_dir=overrides["out_dir"])).replace(**overrides)
-    if not isinstance(saved.config, dict):
-        raise CheckpointError(f"{saved.path} holds no fine-tuning config to resume from")
-    try:
-        config = SFTConfig.from_dict(saved.config)
-    except (TypeError, ScratchLMError) as e:
-        raise CheckpointError(f"{saved.path} is not a fine-tuning run this scratchlm can resume ({e})") from None
-    return config.replace(**overrides)
+    return wrapped_config_from_args(args, SFTConfig, "base", SFT_TRAIN, DEFAULT_OUT, saved, "a fine-tuning run")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,6 +24,8 @@ from scratchlm.training import PRESETS, TrainConfig, prepare_run, preset, run_tr
 
 SAMPLE_CHARS = 300
 DEFAULT_OUT = "out"
+# the CPU speedrun's record (bench/speedrun.py, lesson 13): GPT-2's `cpu` recipe stays one --preset away
+CPU_DEFAULT_PRESET = "cpu-modern"
 
 
 def register(subparsers) -> None:
@@ -31,8 +33,9 @@ def register(subparsers) -> None:
         "train",
         help="train a GPT on a text corpus (Tiny Shakespeare by default)",
         description=(
-            "Train a GPT from a preset: 'smoke' (seconds, for tests), 'cpu' (the best recipe found for about "
-            "100 s on a 2-core CPU) or 'gpu' (the classic 6-layer character-level Shakespeare model). Flags "
+            "Train a GPT from a preset: 'smoke' (seconds, for tests), 'cpu' (the best GPT-2 recipe found for "
+            "about 100 s on one CPU thread), 'cpu-modern' (lesson 13's block and Muon in the same time: the "
+            "default on a CPU) or 'gpu' (the classic 6-layer character-level Shakespeare model). Flags "
             "override single fields. A checkpoint and metrics.jsonl are written to --out at every evaluation; "
             "a short sample is printed at the end. --resume continues the run in --out with its saved settings "
             "(flags given replace them, e.g. --max-iters to train longer)."
@@ -41,12 +44,13 @@ def register(subparsers) -> None:
     p.add_argument(
         "--preset",
         metavar="{" + ",".join(PRESETS) + "}",
-        help="starting configuration (default: gpu on a CUDA or MPS device, else cpu)",
+        help=f"starting configuration (default: gpu on a CUDA or MPS device, else {CPU_DEFAULT_PRESET})",
     )
     add_threads_argument(p)
-    cpu = preset("cpu")  # the defaults shown: the cpu preset's (--preset gpu, the default on a GPU, changes some)
-    add_arguments(p, GPTConfig, title="model (defaults shown: the cpu preset's)", defaults=cpu.model)
-    add_arguments(p, TrainConfig, title="training (defaults shown: the cpu preset's)", defaults=cpu)
+    cpu = preset(CPU_DEFAULT_PRESET)  # the defaults shown (--preset gpu, the default on a GPU, changes some)
+    shown = f"defaults shown: the {CPU_DEFAULT_PRESET} preset's"
+    add_arguments(p, GPTConfig, title=f"model ({shown})", defaults=cpu.model)
+    add_arguments(p, TrainConfig, title=f"training ({shown})", defaults=cpu)
     p.set_defaults(func=run)
 
 
@@ -59,8 +63,23 @@ def config_from_args(
     overrides.setdefault("out_dir", DEFAULT_OUT)
     if saved is not None and args.preset is None:
         return _saved_config(saved).replace(**overrides)
-    name = args.preset or ("gpu" if run_mode(device) == "gpu" else "cpu")
+    name = args.preset or ("gpu" if run_mode(device) == "gpu" else CPU_DEFAULT_PRESET)
     return preset(name, **overrides)
+
+
+def _departures(config: TrainConfig) -> str:
+    """What the run changes from GPT-2's block and AdamW, for the banner: "RoPE, RMSNorm, ..., Muon; " or ""."""
+    m = config.model
+    words = [
+        *(["RoPE"] if m.pos_embedding == "rope" else []),
+        *(["RMSNorm"] if m.norm == "rmsnorm" else []),
+        *({"swiglu": ["SwiGLU"], "relu2": ["ReLU²"]}.get(m.mlp, [])),
+        *(["untied head"] if not m.tie_embeddings else []),
+        *(["QK-norm"] if m.qk_norm else []),
+        *(["no biases"] if not m.bias else []),
+        *(["Muon"] if config.optimizer == "muon" else []),
+    ]
+    return f"{', '.join(words)}; " if words else ""
 
 
 def _saved_config(saved: checkpoint.Checkpoint) -> TrainConfig:
@@ -105,9 +124,9 @@ def run(args: argparse.Namespace) -> int:
             pass
     m = config.model
     print(
-        f"training on {device} ({threads} threads): {m.n_layer} layers, {m.n_head} heads, "
-        f"{m.n_embd} dims, block {m.block_size}, batch {config.batch_size}, {config.max_iters} steps; "
-        f"checkpoints in {config.out_dir}/"
+        f"training on {device} ({threads} thread{'s' if threads != 1 else ''}): {m.n_layer} layers, {m.n_head} "
+        f"heads, {m.n_embd} dims, block {m.block_size}, batch {config.batch_size}, {_departures(config)}"
+        f"{config.max_iters} steps; checkpoints in {config.out_dir}/"
     )
     t0 = time.perf_counter()
     result = run_training(run)

@@ -15,7 +15,8 @@ The rest, one module per question:
     calibration   is it as sure as it is right?        next_token_predictions, reliability, expected_calibration_error
     sampling      quality against diversity             distinct_n, repetition_rate, reference_nats, sample_sweep
     novelty       copied from the training text?        TrainingTextIndex (suffix array), novel_ngram_fraction
-    choice        multiple choice by log-likelihood     score_choices, cloze_items, fit_bigram (the baseline)
+    choice        multiple choice by log-likelihood     score_choices, cloze_items, shuffled_line_items (the control),
+                                                        fit_bigram (the baseline)
     mechanistic   how it does it                        attention_patterns, head_summary, induction_score, logit_lens
     report        all of it for one checkpoint          EvalConfig, report_card (the `eval` command)
     plots         their pictures on the caller's Axes   plot_reliability, plot_induction_scores, plot_attention_gallery
@@ -28,7 +29,15 @@ from scratchlm.evaluate.calibration import (
     next_token_predictions,
     reliability,
 )
-from scratchlm.evaluate.choice import ChoiceItem, ChoiceResult, cloze_items, fit_bigram, option_logprobs, score_choices
+from scratchlm.evaluate.choice import (
+    ChoiceItem,
+    ChoiceResult,
+    cloze_items,
+    fit_bigram,
+    option_logprobs,
+    score_choices,
+    shuffled_line_items,
+)
 from scratchlm.evaluate.heldout import (
     bits_per_byte,
     loss_by_position,
@@ -97,6 +106,7 @@ __all__ = [
     "score_choices",
     "score_windows",
     "scoring",
+    "shuffled_line_items",
     "suffix_array",
     "token_bytes",
     "token_nats",

@@ -166,61 +166,88 @@ def ladder_table(
     return "\n".join(lines)
 
 
+def _rungs_up_to(names: Iterable[str], lesson: str | None) -> list[str]:
+    """The rungs (in ladder order) built in lessons up to `lesson` ("09"); all of them when `lesson` is None."""
+    return [n for n in names if lesson is None or get_rung(n).lesson <= lesson]
+
+
+def _overlap(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether the seed ranges [min, max] of two rungs overlap: the difference of their means is then a tie."""
+    return min(a) <= max(b) and min(b) <= max(a)
+
+
 def plot_ladder(
     results: Sequence[dict[str, Any]],
     highlight: Iterable[str] = (),
     measured: Sequence[dict[str, Any]] = (),
     ax: Any = None,
+    up_to_lesson: str | None = None,
 ):
-    """Bits per byte of every rung as horizontal bars from 0 (mean across seeds; the black line spans the
-    seeds' lowest to highest), highlighted rungs in colour, freshly `measured` values as markers. Returns the
-    Axes (a new figure when `ax` is None)."""
+    """Bits per byte of every rung (of the lessons up to `up_to_lesson`, if given), one row each in ladder order:
+    every seed's value as a dot, the line between them the seeds' range, the mean as a bar; highlighted rungs in
+    colour; freshly `measured` values as crosses just above their row. Each row's numbers are written in a column
+    to the right of the axes (never under a marker): mean ± half-range, "≈" when the row's seed range overlaps
+    the row above it (a difference within the seed spread: a tie), and the measured value. The axis spans the
+    data, not 0. Returns the Axes (a new figure when `ax` is None)."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.transforms import offset_copy
 
     highlight = set(highlight)
     groups, fresh = _by_rung(results), _by_rung(measured)
-    names = [n for n in RUNGS if n in groups or n in fresh]
+    names = _rungs_up_to([n for n in RUNGS if n in groups or n in fresh], up_to_lesson)
     if not names:
         raise DataError(f"no ladder results to plot: make them with `{REGENERATE}`")
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 0.42 * len(names) + 1.6), layout="constrained")
+        _, ax = plt.subplots(figsize=(9, 0.42 * len(names) + 1.9), layout="constrained")
     ys = list(range(len(names)))[::-1]  # the first rung at the top
-    top = 0.0
+    values_seen: list[float] = []
+    previous: list[float] | None = None
     for y, name in zip(ys, names, strict=True):
-        runs = groups.get(name)
-        if not runs:
-            continue
-        values = [r["bits_per_byte"] for r in runs]
-        mean = statistics.fmean(values)
         color = "tab:orange" if name in highlight else "tab:blue"
-        ax.barh(y, mean, color=color, alpha=0.85, height=0.7)
-        if len(values) > 1:
-            ax.plot([min(values), max(values)], [y, y], color="black", lw=1.5)
-        ax.text(max(values) + 0.03, y, f"{mean:.3f}", va="center", fontsize=8)
-        top = max(top, max(values))
-    for y, name in zip(ys, names, strict=True):
+        label = ""
+        runs = groups.get(name)
+        if runs:
+            values = [r["bits_per_byte"] for r in runs]
+            mean, half = _spread(values)
+            ax.plot([min(values), max(values)], [y, y], color=color, lw=2.5, alpha=0.6, solid_capstyle="butt")
+            ax.plot(values, [y] * len(values), "o", color=color, ms=5)
+            ax.plot([mean, mean], [y - 0.25, y + 0.25], color="black", lw=1.5)
+            label = f"{mean:.3f} ± {half:.3f}" if len(values) > 1 else f"{mean:.3f}"
+            if previous is not None and len(values) > 1 and _overlap(values, previous):
+                label += "  ≈ above"
+            previous = values
+            values_seen += values
         if name in fresh:
-            values = [r["bits_per_byte"] for r in fresh[name]]
-            ax.plot(values, [y] * len(values), "kX", ms=8)
-            top = max(top, max(values))
+            now = [r["bits_per_byte"] for r in fresh[name]]
+            ax.plot(now, [y + 0.3] * len(now), "kx", ms=7, mew=1.5)
+            label += ("   " if label else "") + "now " + "/".join(f"{v:.3f}" for v in now)
+            values_seen += now
+        ax.annotate(label, xy=(1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=8)
+    low, high = min(values_seen), max(values_seen)
+    pad = max(0.05 * (high - low), 0.02)
+    ax.set_xlim(low - pad, high + pad)
+    ax.set_ylim(-0.6, len(names) - 0.3)
     ax.set_yticks(ys, [f"{n} ({get_rung(n).lesson})" for n in names])
-    ax.set_xlim(0, top * 1.3 if top > 0 else 1)
-    ax.set_xlabel("held-out bits per byte (lower is better; axis from 0)")
+    ax.set_xlabel("held-out bits per byte (lower is better; the axis spans the data, not 0)")
     ax.set_ylabel("rung (lesson)")
     b = (results or measured)[0]
-    ax.set_title(
-        f"The ladder: every rung on one budget ('{b['budget']}', {len({r['seed'] for r in results}) or 1} seeds)"
-    )
+    seeds = len({r["seed"] for r in results if r["rung"] in names}) or 1  # of the rungs shown
+    scope = f", lessons up to {up_to_lesson}" if up_to_lesson is not None else ""
+    ax.set_title(f"The ladder: every rung on one budget ('{b['budget']}', {seeds} seeds{scope})")
     ax.grid(axis="x", alpha=0.3)
-    from matplotlib.patches import Patch
-
-    handles = [Patch(color="tab:blue", alpha=0.85, label="mean of seeds (line: their range)")]
+    handles = [
+        Line2D([], [], color="tab:blue", marker="o", lw=2.5, alpha=0.8, label="one dot per seed, line: their range"),
+        Line2D([], [], color="black", marker="|", ls="none", ms=10, label="mean of the seeds"),
+    ]
     if highlight:
-        handles.append(Patch(color="tab:orange", alpha=0.85, label="this lesson's rungs"))
+        handles.append(Line2D([], [], color="tab:orange", marker="o", lw=2.5, label="this lesson's rungs"))
     if fresh:
-        (marker,) = ax.plot([], [], "kX", ms=8, label="measured now")
-        handles.append(marker)
-    ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.95)
+        handles.append(Line2D([], [], color="black", marker="x", ls="none", ms=7, label="measured now"))
+    # below the x-axis label at a fixed distance in points, whatever the figure's height
+    below = offset_copy(ax.transAxes, fig=ax.figure, y=-34, units="points")
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0), bbox_transform=below, ncol=len(handles),
+              fontsize=8)  # fmt: skip
     return ax
 
 
@@ -231,7 +258,8 @@ def show_ladder(
     path: str | Path | None = None,
 ) -> None:
     """For the end of a lesson: print the committed ladder table with the `highlight`ed rungs marked and the
-    `measured` results beside the committed ones, and draw the plot.
+    `measured` results beside the committed ones, and draw the plot of the rungs up to the latest highlighted
+    rung's lesson (rungs of later lessons are the table's).
 
     results: the committed results to show (default: `read_ladder(path)`). Where no committed file exists (an
     installation without the repository's files) the measured results are shown alone, with a note saying
@@ -253,7 +281,8 @@ def show_ladder(
         print(ladder_table(results, highlight, measured))
     else:
         print(ladder_table(measured, highlight))
-    plot_ladder(results, highlight, measured)
+    up_to = max((get_rung(n).lesson for n in highlight), default=None)
+    plot_ladder(results, highlight, measured, up_to_lesson=up_to)
     plt.show()
 
 

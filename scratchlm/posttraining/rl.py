@@ -3,13 +3,19 @@
     config = RLConfig(sft="runs/sft", method="grpo", train=RL_TRAIN.replace(out_dir="runs/grpo"))
     run = prepare_rl(config); run_training(run)          # run.step_stats: reward, accuracy, KL, length, tokens/s
 
-Every `updates` steps the run samples a fresh batch of rollouts (`items` training items, `k` answers each) from the
-policy as it is then; each step is one `train_step` on the objective of that batch (`GRPOObjective`, or
-`DPOObjective` on the batch's correct-over-wrong pairs). The reference is the SFT model, frozen. `train`'s rules
-hold: out_dir refused if it holds a run unless resume or overwrite, Ctrl-C saves, a checkpoint and metrics at every
-evaluation. Checkpoints fall on batch boundaries (eval_interval is a multiple of updates), so resuming continues
-exactly: the rollouts' seeds come from the run's data generator, which the checkpoint restores.
-Per-step statistics go to `rl_steps.jsonl`, rewritten from the checkpoint's list at every save.
+Every `updates` steps the run samples a fresh batch of rollouts (`items` training items of the chosen `skills`, `k`
+answers each) from the policy as it is then; each step is one `train_step` on the objective of that batch
+(`GRPOObjective`, or `DPOObjective` on the batch's correct-over-wrong pairs). The reference is the SFT model, frozen.
+`train`'s rules hold: out_dir refused if it holds a run unless resume or overwrite, Ctrl-C saves, a checkpoint and
+metrics at every evaluation. Checkpoints fall on batch boundaries (eval_interval is a multiple of updates), so
+resuming continues exactly: the rollouts' seeds come from the run's data generator, which the checkpoint restores.
+Per-step statistics (reward, accuracy, KL, answer length, tokens/s, and the compute: the tokens of the rollout
+batch and of the update) go to `rl_steps.jsonl`, rewritten from the checkpoint's list at every save; the evaluation
+records of metrics.jsonl hold `batch_reward` (the last batch's mean reward) and `val_accuracy` (greedy, held out).
+
+DPO learns only from items with both a right and a wrong answer among their k. A batch without one is drawn again,
+at most `DPO_DRAWS` times in a row: a model that gets every answer right, or every answer wrong, gives DPO nothing,
+and the run stops with one line saying so (its last checkpoint kept) instead of sampling forever.
 """
 
 from __future__ import annotations
@@ -26,21 +32,27 @@ import torch
 import torch.nn as nn
 
 from scratchlm import checkpoint as ckpt_io
-from scratchlm.errors import ConfigError
+from scratchlm.errors import ConfigError, DataError
 from scratchlm.files import atomic_write, output_folder
 from scratchlm.model import GPT
-from scratchlm.options import BOOL, POSITIVE_INT, TEXT, check_options, number, one_of, option, optional
+from scratchlm.options import BOOL, POSITIVE_INT, TEXT, Rule, check_options, number, one_of, option, optional
 from scratchlm.posttraining.chat import require_chat_tokens
 from scratchlm.posttraining.dpo import DPOObjective, DPOTargets, preference_pairs
 from scratchlm.posttraining.grpo import GRPOObjective, GRPOTargets, kl_k3, masked_mean
 from scratchlm.posttraining.rollouts import Rollouts, rollout
 from scratchlm.posttraining.run_config import WrapsTrainConfig
 from scratchlm.posttraining.scoring import task_accuracy
-from scratchlm.posttraining.tasks import held_out_items, training_items
+from scratchlm.posttraining.tasks import SKILLS, held_out_items, training_items
 from scratchlm.runtime import get_device
 from scratchlm.training import Run, TrainConfig, autocast_for, make_optimizer
 
 STEPS_FILENAME = "rl_steps.jsonl"
+ALL_SKILLS = ",".join(SKILLS)
+SKILL_LIST = Rule(
+    f"a comma-separated list of skills among {ALL_SKILLS}",
+    lambda v: isinstance(v, str) and bool(v) and set(v.split(",")) <= set(SKILLS),
+)
+DPO_DRAWS = 10  # batches of rollouts in a row without a single preference pair before a DPO run gives up
 
 RL_TRAIN = TrainConfig(
     batch_size=1, max_iters=40, learning_rate=1e-4, min_lr=1e-4, warmup_iters=0, weight_decay=0.0,
@@ -59,6 +71,7 @@ class RLConfig(WrapsTrainConfig):
                              optional(TEXT), metavar="CKPT")  # fmt: skip
     method: str = option("grpo", "grpo (rewards from the verifiers) or dpo (correct-over-wrong pairs)",
                          one_of("grpo", "dpo"))  # fmt: skip
+    skills: str = option(ALL_SKILLS, "the skills whose training items are rolled out, comma-separated", SKILL_LIST)
     items: int = option(8, "training items per batch of rollouts", POSITIVE_INT)
     k: int = option(8, "sampled answers per item (GRPO's group)", POSITIVE_INT)
     updates: int = option(2, "optimizer steps on each batch of rollouts", POSITIVE_INT)
@@ -98,9 +111,12 @@ def rollout_stats(r: Rollouts) -> dict[str, float]:
 class RLRun(Run):
     """A `Run` whose batches are rollouts of the policy and whose forward model is the method's objective."""
 
+    METRIC_NAMES: ClassVar[tuple[str, str]] = ("batch_reward", "val_accuracy")
+    FIXED_BATCHES: ClassVar[bool] = False  # rl_steps.jsonl counts each step's rollout and update tokens
     rl: RLConfig | None = None
     reference: nn.Module | None = None
     step_stats: list[dict[str, Any]] = field(default_factory=list)
+    rollouts: Rollouts | None = None  # the latest batch, for a look at what the policy samples
     _batch: tuple[torch.Tensor, Any] | None = None
     _stats: dict[str, float] = field(default_factory=dict)
 
@@ -108,7 +124,7 @@ class RLRun(Run):
         c = self.rl
         seed = int(torch.randint(2**62, (1,), generator=self.data_generator))
         start = int(torch.randint(2**31, (1,), generator=self.data_generator))
-        items = list(itertools.islice(training_items(start), c.items))
+        items = list(itertools.islice(training_items(start, c.skills.split(",")), c.items))
         t0 = time.perf_counter()
         r = rollout(self.model, self.reference, self.tokenizer, items, k=c.k, max_new_tokens=c.max_new_tokens,
                     temperature=c.temperature, seed=seed)  # fmt: skip
@@ -120,6 +136,10 @@ class RLRun(Run):
             batch, ref_sums = preference_pairs(r)
             self._stats["pairs"] = batch.x.size(0) // 2
             self._batch = (batch.x, DPOTargets(batch.y, batch.mask, ref_sums)) if batch.x.size(0) else None
+        # the compute of a step: the rollouts' (B, T) sampled, then scored by policy and reference; the update's rows
+        self._stats["rollout_tokens"] = r.batch.x.numel()
+        self._stats["update_tokens"] = self._batch[0].numel() if self._batch is not None else 0
+        self.rollouts = r
 
     def _note_margin(self) -> None:
         """DPO: the step just taken's implicit reward margin and pair accuracy, added to its record."""
@@ -130,14 +150,23 @@ class RLRun(Run):
     def next_batches(self) -> list[tuple[torch.Tensor, Any]]:
         self._note_margin()
         if self.step % self.rl.updates == 0 or self._batch is None:
-            self._new_rollouts()
-            while self._batch is None:  # DPO: no item had both a right and a wrong answer; sample again
+            for _ in range(DPO_DRAWS):
                 self._new_rollouts()
+                if self._batch is not None:  # None: DPO, and no item had both a right and a wrong answer
+                    break
+            else:
+                c = self.rl
+                raise DataError(
+                    f"DPO found no item with both a right and a wrong answer in {DPO_DRAWS} batches of rollouts "
+                    f"({c.items} items x {c.k} answers) at step {self.step}, the last {self._stats['accuracy']:.0%} "
+                    "right: nothing to prefer; try more --items or --k, another --temperature, or --method grpo"
+                )
         self.step_stats.append({"step": self.step + 1, **self._stats})
         return [self._batch]
 
     def evaluate(self) -> dict[str, float]:
-        """ "train": the mean reward of the last batch; "val": greedy held-out accuracy over every skill."""
+        """ "train": the mean reward of the last batch; "val": greedy held-out accuracy over every skill (recorded
+        as batch_reward and val_accuracy)."""
         scores = task_accuracy(self.model, self.tokenizer, held_out_items(self.rl.val_per_skill))
         correct = sum(a.correct for a in scores.values())
         total = sum(a.total for a in scores.values())

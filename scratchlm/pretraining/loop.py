@@ -47,7 +47,7 @@ from scratchlm.pretraining.loader import ShardLoader
 from scratchlm.pretraining.shards import ShardIndex
 from scratchlm.pretraining.validation import SplitScore, score_windows, token_byte_lengths, validation_windows
 from scratchlm.runtime import get_device
-from scratchlm.training import TrainingDiverged, autocast_for, make_optimizer, train_step
+from scratchlm.training import TrainingDiverged, autocast_for, compile_model, make_optimizer, train_step
 
 METRICS_FILENAME = "metrics.jsonl"
 LOG_EVERY = 10  # steps between progress-bar updates (each reads the loss back from the device)
@@ -312,7 +312,7 @@ def _pretrain(config: PretrainConfig, device: torch.device, ddp: Distributed) ->
         from torch.nn.parallel import DistributedDataParallel
 
         wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    forward_model = torch.compile(wrapped) if train_config.compile else wrapped
+    forward_model = compile_model(wrapped, device) if train_config.compile else wrapped
 
     peak, peak_source = (config.peak_flops, "given") if config.peak_flops else (None, "")
     if peak is None and ddp.is_main:

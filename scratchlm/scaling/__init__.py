@@ -11,12 +11,14 @@ from scratchlm.scaling.fits import (
     BESIROGLU,
     CHINCHILLA,
     FitError,
+    Interval,
     IsoFLOPFit,
     IsoFLOPProfile,
     LossLaw,
     LossLawFit,
     Parabola,
     PowerLaw,
+    bootstrap_isoflop_exponents,
     fit_isoflop,
     fit_isoflops,
     fit_loss_law,
@@ -44,6 +46,7 @@ from scratchlm.scaling.sweep import (
     run_point,
     run_sweep,
     sweep_grid,
+    sweep_splits,
 )
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
     "GRID_FILENAME",
     "RESULTS_FILENAME",
     "FitError",
+    "Interval",
     "IsoFLOPFit",
     "IsoFLOPProfile",
     "LossLaw",
@@ -64,6 +68,7 @@ __all__ = [
     "SweepPoint",
     "append_result",
     "attention_flops_per_token",
+    "bootstrap_isoflop_exponents",
     "fit_isoflop",
     "fit_isoflops",
     "fit_loss_law",
@@ -78,5 +83,6 @@ __all__ = [
     "run_point",
     "run_sweep",
     "sweep_grid",
+    "sweep_splits",
     "training_flops",
 ]

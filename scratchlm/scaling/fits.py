@@ -147,6 +147,11 @@ class IsoFLOPProfile:
         return self.n_curve.minimum
 
     @property
+    def residuals(self) -> np.ndarray:
+        """Measured minus fitted loss of each run (sorted by size): how far the runs are from a parabola."""
+        return self.losses - self.n_curve(self.sizes)
+
+    @property
     def valid(self) -> bool:
         return self.n_curve.has_minimum and bool(self.sizes.min() <= self.n_opt <= self.sizes.max())
 
@@ -194,6 +199,73 @@ def fit_isoflops(budgets: ArrayLike, sizes: ArrayLike, tokens: ArrayLike, losses
         n_law = fit_power_law(c, [p.n_opt for p in valid])
         d_law = fit_power_law(c, [p.d_opt for p in valid])
     return IsoFLOPFit(tuple(profiles), n_law, d_law)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A fitted value and its bootstrap interval: `low`..`high` holds `level` of the `resamples` refits that gave a
+    value; `failed` refits gave none (fewer than two valid profiles: no power law to fit)."""
+
+    estimate: float
+    low: float
+    high: float
+    level: float
+    resamples: int
+    failed: int
+
+    def __contains__(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def __str__(self) -> str:
+        return f"{self.estimate:.2f} [{self.low:.2f}, {self.high:.2f}]"
+
+
+def bootstrap_isoflop_exponents(
+    budgets: ArrayLike,
+    sizes: ArrayLike,
+    tokens: ArrayLike,
+    losses: ArrayLike,
+    *,
+    noise_sd: float | None = None,
+    resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[Interval, Interval]:
+    """Percentile bootstrap intervals of approach 2's exponents: (a of N* ∝ C^a, b of D* ∝ C^b).
+
+    noise_sd None, a bootstrap over runs: each refit draws, within every budget, as many runs as it has, with
+    replacement (a budget left with fewer than three distinct sizes drops out of that refit, as in
+    `fit_isoflops`). noise_sd σ, a bootstrap over seeds: each refit keeps the runs and adds N(0, σ²) to every loss,
+    σ being the seed-to-seed standard deviation of one run's loss (measured by running points again with another
+    seed). Refits whose profiles leave fewer than two valid minima count as `failed`, not as values.
+    """
+    budgets, sizes, tokens, losses = _positive_arrays(budgets=budgets, sizes=sizes, tokens=tokens, losses=losses)
+    if not 0 < level < 1:
+        raise FitError(f"level must be in (0, 1), got {level}")
+    if noise_sd is not None and not (math.isfinite(noise_sd) and noise_sd >= 0):
+        raise FitError(f"noise_sd must be >= 0 and finite, got {noise_sd}")
+    full = fit_isoflops(budgets, sizes, tokens, losses)
+    if full.n_opt is None:
+        raise FitError("the runs give fewer than two valid isoFLOP profiles: there is no exponent to bootstrap")
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(budgets == c) for c in np.unique(budgets)]
+    a_values, b_values = [], []
+    for _ in range(resamples):
+        if noise_sd is None:
+            pick = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+            fit = fit_isoflops(budgets[pick], sizes[pick], tokens[pick], losses[pick])
+        else:
+            noisy = losses + rng.normal(0.0, noise_sd, size=len(losses))
+            fit = fit_isoflops(budgets, sizes, tokens, np.maximum(noisy, 1e-9))
+        if fit.n_opt is not None:
+            a_values.append(fit.n_opt.exponent)
+            b_values.append(fit.d_opt.exponent)
+    tail = 100 * (1 - level) / 2
+    out = []
+    for estimate, values in ((full.n_opt.exponent, a_values), (full.d_opt.exponent, b_values)):
+        low, high = np.percentile(values, [tail, 100 - tail]) if values else (math.nan, math.nan)
+        out.append(Interval(estimate, float(low), float(high), level, len(values), resamples - len(values)))
+    return out[0], out[1]
 
 
 # ----------------------------------------------------------------------------------------------------------------

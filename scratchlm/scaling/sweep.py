@@ -13,6 +13,16 @@ schedule: warmup over `warmup_fraction` of its steps, cosine decay to `min_lr_fr
 step (Chinchilla's lesson: a schedule longer than the run leaves the loss high). The peak follows the width under
 standard parameterisation: lr(width) = learning_rate · (lr_width / width)^lr_exponent.
 
+Points that would read the training split more than `max_epochs` times are left out too: repeated tokens are
+worth less than fresh ones (Muennighoff et al. 2023, "Scaling Data-Constrained Language Models": up to about 4
+epochs almost as good, beyond about 16 close to worthless), so such a point measures memorisation as much as
+scaling. `seeds` > 1 runs every point again with seeds seed + 1, ... (keys ending "-s<seed>"), so that the fits
+can be given intervals over seeds.
+
+`data` is a registered name or a text file (split at its end, as `train` splits it), a folder made by `prepare`
+(its train/val split and tokenizer), or any other corpus `prepare` reads ("python-stdlib"): the sweep then
+prepares it once, character-tokenized, into `out/data/` and uses those shards (`sweep_splits`).
+
 Every point writes checkpoints to `out/points/<key>/` at each of its `evals` evaluations; when it finishes, it is
 scored once more on `final_eval_iters` fixed validation (and training) batches, the same for every point, and its
 record is appended as one JSON line to `out/results.jsonl`: the config, N, D, C, final and best val loss, the
@@ -31,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -50,6 +61,7 @@ from scratchlm.options import (
     is_number,
     number,
     option,
+    optional,
 )
 from scratchlm.runtime import get_device
 from scratchlm.scaling.fits import IsoFLOPFit, LossLaw, LossLawFit, fit_isoflops, fit_loss_law
@@ -107,8 +119,18 @@ class SweepGrid:
     min_steps: int = option(
         50, "leave out (width, budget) points with fewer steps: too short to train at all", NON_NEGATIVE_INT
     )
+    max_epochs: float | None = option(
+        None,
+        "leave out points that would read the training split more than this many times (default: no cap)",
+        optional(_POSITIVE),
+    )
     seed: int = option(1337, "random seed of every run (initialisation and batches)", NON_NEGATIVE_INT)
-    data: str = option("tinyshakespeare", "a registered data name or the path of a UTF-8 text file", TEXT)
+    seeds: int = option(1, "runs per point, with seeds seed, seed + 1, ...", POSITIVE_INT)
+    data: str = option(
+        "tinyshakespeare",
+        "a registered data name, a UTF-8 text file, a folder made by prepare, or a corpus for prepare (python-stdlib)",
+        TEXT,
+    )
 
     def __post_init__(self) -> None:
         for name in ("widths", "budgets"):
@@ -142,8 +164,8 @@ class SweepGrid:
     def tokens_per_step(self) -> int:
         return self.batch_size * self.block_size
 
-    def point(self, width: int, budget: float, vocab_size: int) -> SweepPoint:
-        """The training run of a model of `width` on `budget` FLOPs."""
+    def point(self, width: int, budget: float, vocab_size: int, seed: int | None = None) -> SweepPoint:
+        """The training run of a model of `width` on `budget` FLOPs (with `seed`, default the grid's)."""
         model = self.model(width, vocab_size)
         per_token = flops_per_token(model)
         steps = max(1, round(budget / (per_token * self.tokens_per_step)))
@@ -158,16 +180,27 @@ class SweepGrid:
             warmup_iters=round(self.warmup_fraction * steps),
             eval_interval=math.ceil(steps / self.evals),
             eval_iters=self.eval_iters,
-            seed=self.seed,
+            seed=self.seed if seed is None else seed,
             progress=False,  # the sweep shows one bar for all its points
         )
-        return SweepPoint(width, float(budget), model, config, self.final_eval_iters)
+        return SweepPoint(width, float(budget), model, config, self.final_eval_iters, self.seed)
 
-    def points(self, vocab_size: int) -> list[SweepPoint]:
-        """Every (width, budget) point with at least `min_steps` steps, smallest budget first. (The largest models
-        on the smallest budgets would get a handful of steps: far from the optimum, and not a trained model.)"""
-        points = [self.point(w, c, vocab_size) for c in sorted(self.budgets) for w in sorted(self.widths)]
-        return [p for p in points if p.steps >= self.min_steps]
+    def points(self, vocab_size: int, train_tokens: int | None = None) -> list[SweepPoint]:
+        """Every (width, budget) point with at least `min_steps` steps and, given the training split's size, at most
+        `max_epochs` epochs; smallest budget first, each point's seeds together. (The largest models on the smallest
+        budgets would get a handful of steps: far from the optimum, and not a trained model.)"""
+        if self.max_epochs is not None and train_tokens is None:
+            raise ConfigError("this grid caps epochs (max_epochs): points() needs train_tokens, the split's size")
+        points = [
+            self.point(w, c, vocab_size, self.seed + i)
+            for c in sorted(self.budgets)
+            for w in sorted(self.widths)
+            for i in range(self.seeds)
+        ]
+        points = [p for p in points if p.steps >= self.min_steps]
+        if self.max_epochs is not None:
+            points = [p for p in points if p.tokens <= self.max_epochs * train_tokens]
+        return points
 
 
 @dataclass(frozen=True)
@@ -179,11 +212,18 @@ class SweepPoint:
     model: GPTConfig
     config: TrainConfig
     final_eval_iters: int
+    grid_seed: int
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
 
     @property
     def key(self) -> str:
-        """The run's name: its folder under points/ and its identity in results.jsonl."""
-        return f"L{self.model.n_layer}-w{self.width}-C{self.budget:.3g}"
+        """The run's name: its folder under points/ and its identity in results.jsonl (runs with a seed other than
+        the grid's end in "-s<seed>")."""
+        key = f"L{self.model.n_layer}-w{self.width}-C{self.budget:.3g}"
+        return key if self.seed == self.grid_seed else f"{key}-s{self.seed}"
 
     @property
     def params(self) -> int:
@@ -224,17 +264,22 @@ GRIDS: dict[str, SweepGrid] = {
         final_eval_iters=4,
         min_steps=10,
     ),
-    # under ten minutes on 2 CPU cores (bench/README.md has the measured time)
+    # about ten minutes on one CPU thread (bench/README.md has the measured time); the cap of 10 epochs leaves out
+    # one point, width 16 at 2e12 (19.5 epochs of Tiny Shakespeare; 119 s of the 15-run sweep's 9.2 minutes)
     "cpu": SweepGrid(
         widths=(16, 32, 48, 64, 96),
         budgets=(5e11, 1e12, 2e12),
         depth=3,
+        max_epochs=10,
     ),
-    # a GPU (Colab): larger models, longer context, two more budgets
+    # a GPU: lesson 11's corpus, the standard library's 12 MB of Python (11.9M training characters on CPython 3.11),
+    # two seeds per point. Points that would read it more than 4 times are left out (Muennighoff et al. 2023), which
+    # caps the budgets: at 3e14 the likely optimum (widths 192-256) reads it 1.1-1.9 times, at 1e15 widths under 256
+    # would already read it over 4 times. (The old grid, 1e14-1e16 on Tiny Shakespeare, repeated it 81-3,315 times.)
     "gpu": SweepGrid(
         widths=(64, 96, 128, 192, 256, 384, 512),
-        budgets=(1e14, 3e14, 1e15, 3e15, 1e16),
-        depth=6,
+        budgets=(3e13, 1e14, 3e14),
+        depth=4,
         head_size=32,
         block_size=256,
         batch_size=64,
@@ -242,6 +287,9 @@ GRIDS: dict[str, SweepGrid] = {
         lr_width=256,
         eval_iters=20,
         final_eval_iters=100,
+        max_epochs=4,
+        seeds=2,
+        data="python-stdlib",
     ),
 }
 
@@ -332,7 +380,7 @@ def _check_matches(record: dict[str, Any], point: SweepPoint, path: Path) -> Non
 
 
 # Fields that only choose which points a grid holds; every other field is the recipe, shared by all its points.
-_SELECTION = ("widths", "budgets", "min_steps")
+_SELECTION = ("widths", "budgets", "min_steps", "max_epochs", "seeds")  # which points, not how each trains
 
 
 def _check_same_recipe(out: Path, grid: SweepGrid, started: bool) -> SweepGrid | None:
@@ -459,7 +507,32 @@ def _description(point: SweepPoint, splits: TokenSplits) -> dict[str, Any]:
         "steps": point.steps,
         "epochs": point.tokens / len(splits.train),
         "learning_rate": point.config.learning_rate,
+        "seed": point.seed,
     }
+
+
+def sweep_splits(data: str | Path, out_dir: str | Path | None = None) -> TokenSplits:
+    """The train/val tokens a sweep over `data` trains on.
+
+    A registered name or a text file: `load_splits` (characters, the last 10% for validation). A folder made by
+    `prepare` (lesson 11's shards): its splits (made by document) and its tokenizer. Any other corpus `prepare`
+    reads ("python-stdlib", "hf:..."): prepared once, character-tokenized, into `out_dir/data/` (reused when the
+    sweep is resumed), then read as such a folder.
+    """
+    from scratchlm.data import REGISTRY
+    from scratchlm.pretraining.shards import INDEX_FILENAME, ShardIndex, prepare
+
+    path = Path(data)
+    if (path / INDEX_FILENAME).is_file():
+        index = ShardIndex.open(path)
+    elif str(data) in REGISTRY or path.is_file():
+        return load_splits(data)
+    else:
+        if out_dir is None:
+            raise ConfigError(f"{data!r} must be prepared into shards first: give the sweep's output folder")
+        index, _ = prepare(data, "char", Path(out_dir) / "data", workers=1, progress=False)
+    train, val = (torch.from_numpy(index.read(split).astype(np.int64)) for split in ("train", "val"))
+    return TokenSplits(index.tokenizer(), train, val)
 
 
 def run_sweep(
@@ -477,17 +550,17 @@ def run_sweep(
     of all of them, in the grid's order.
 
     Resumable: a point already in results.jsonl is skipped (its settings must match, else ConfigError), and a
-    point with a checkpoint in out_dir/points/<key>/ continues from it. `splits` (default: `grid.data`,
-    tokenized once here) and `device` (default: the best available) are shared by every run.
+    point with a checkpoint in out_dir/points/<key>/ continues from it. `splits` (default: `sweep_splits(grid.data,
+    out_dir)`, tokenized once here) and `device` (default: the best available) are shared by every run.
     """
     out = output_folder(out_dir, "sweep folder")
     device = device if device is not None else get_device()
-    splits = splits if splits is not None else load_splits(grid.data)
+    splits = splits if splits is not None else sweep_splits(grid.data, out)
     vocab_size = splits.tokenizer.vocab_size
     # the largest model by formula first: building even a shapes-only model of an absurd depth takes forever
     largest = grid.model(max(grid.widths), vocab_size)
     check_fits(training_bytes(largest, grid.batch_size), device, "the sweep's largest model")
-    points = list(points) if points is not None else grid.points(vocab_size)
+    points = list(points) if points is not None else grid.points(vocab_size, len(splits.train))
     if not points:
         raise ConfigError(
             f"no (width, budget) point of the grid has at least min_steps={grid.min_steps} steps: lower "

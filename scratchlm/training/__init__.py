@@ -20,6 +20,7 @@ from scratchlm.training.loop import (
 from scratchlm.training.step import (
     StepResult,
     autocast_for,
+    compile_model,
     estimate_loss,
     make_optimizer,
     param_groups,
@@ -38,6 +39,7 @@ __all__ = [
     "TrainingDiverged",
     "TrainingInterrupted",
     "autocast_for",
+    "compile_model",
     "estimate_loss",
     "evaluate",
     "lr_at",

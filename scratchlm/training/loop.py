@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -41,7 +41,14 @@ from scratchlm.model import GPT
 from scratchlm.optim import CombinedOptimizer
 from scratchlm.runtime import get_device
 from scratchlm.training.config import TrainConfig, lr_at
-from scratchlm.training.step import StepResult, autocast_for, estimate_loss, make_optimizer, train_step
+from scratchlm.training.step import (
+    StepResult,
+    autocast_for,
+    compile_model,
+    estimate_loss,
+    make_optimizer,
+    train_step,
+)
 
 EVAL_SEED_OFFSET = 1  # eval batches come from their own generator, seeded seed + 1 at every evaluation
 METRICS_FILENAME = "metrics.jsonl"
@@ -66,7 +73,15 @@ class Run:
     wrapper with compile=True). step: optimizer steps done. metrics: the evaluation records. step_losses: every
     step's training loss (filled at each evaluation; the losses of the steps since then wait on the device).
     resumed: the run continues a checkpoint. stop: set it to end the run after the current step.
+    METRIC_NAMES: what the metrics records call the two values `evaluate` returns (a run that measures something
+    other than losses names them for what they are).
+    FIXED_BATCHES: each step trains `config.tokens_per_step` tokens, so the records and the progress bar count
+    tokens and tokens/s from it; a run whose steps are not fixed batches (RL: rollouts, then updates) sets it
+    False and counts its tokens in its own log.
     """
+
+    METRIC_NAMES: ClassVar[tuple[str, str]] = ("train_loss", "val_loss")
+    FIXED_BATCHES: ClassVar[bool] = True
 
     config: TrainConfig
     device: torch.device
@@ -268,7 +283,7 @@ def prepare_run(
         optimizer=optimizer,
         autocast=autocast_for(device, config.dtype),
         data_generator=data_generator,
-        forward_model=torch.compile(model) if config.compile else model,
+        forward_model=compile_model(model, device) if config.compile else model,
         out_dir=out_dir,
     )
     if checkpoint is not None:
@@ -410,15 +425,16 @@ def _loop(run: Run, callbacks: Sequence[Callback]) -> None:
         losses = run.evaluate()
         if not all(math.isfinite(v) for v in losses.values()):
             diverged(run.step, losses["val"] if not math.isfinite(losses["val"]) else losses["train"])
+        train_name, val_name = run.METRIC_NAMES
         record = {
             "step": run.step,
-            "train_loss": losses["train"],
-            "val_loss": losses["val"],
+            train_name: losses["train"],
+            val_name: losses["val"],
             "lr": lr_at(max(run.step - 1, 0), config),
-            "tokens": run.step * config.tokens_per_step,
-            "tokens_per_s": throughput.close_window(),
+            **({"tokens": run.step * config.tokens_per_step, "tokens_per_s": throughput.close_window()}
+               if run.FIXED_BATCHES else {}),
             "elapsed_s": time.perf_counter() - t_start,
-        }
+        }  # fmt: skip
         run.metrics.append(record)
         bar.set_postfix(train=f"{losses['train']:.3f}", val=f"{losses['val']:.3f}", refresh=False)
         if run.out_dir is not None:
@@ -477,4 +493,5 @@ def _loop(run: Run, callbacks: Sequence[Callback]) -> None:
                 loss = pending[-1].item()
                 if not math.isfinite(loss):
                     flush_losses()
-                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{throughput.rate():,.0f}", refresh=False)
+                speed = {"tok_s": f"{throughput.rate():,.0f}"} if run.FIXED_BATCHES else {}
+                bar.set_postfix(loss=f"{loss:.3f}", **speed, refresh=False)

@@ -45,6 +45,39 @@ def _decay_groups(params: list[nn.Parameter], weight_decay: float) -> list[dict[
     ]
 
 
+def compile_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """`torch.compile(model)`, and on the CPU with Inductor's C++ wrapper (`cpp_wrapper`).
+
+    A small model's compiled step on the CPU spends a noticeable share of its time in the Python function that
+    calls the generated kernels one by one; the C++ wrapper generates that function in C++ as well. On the cpu
+    preset's model, one thread, it made the compiled step 6% faster (30.2 against 32.0 ms), and the first step,
+    where it compiles with an empty Inductor cache, took 29 s against 27 s (Inductor keeps what it compiled on
+    disk, and later runs of the same model reuse it): bench/README.md.
+
+    On the CPU Inductor compiles C++, so a machine without a working C++ compiler is a `ConfigError` here, before
+    any training, rather than a long traceback from inside the first step.
+    """
+    if device.type != "cpu":
+        return torch.compile(model)
+    _check_cpp_compiler()
+    return torch.compile(model, options={"cpp_wrapper": True})
+
+
+def _check_cpp_compiler() -> None:
+    try:
+        from torch._inductor import cpp_builder
+        from torch._inductor.exc import InvalidCxxCompiler
+    except ImportError:  # another PyTorch layout: leave the check to torch.compile itself
+        return
+    try:
+        cpp_builder.get_cpp_compiler()
+    except (InvalidCxxCompiler, OSError, RuntimeError) as e:
+        raise ConfigError(
+            f"compile=True on the CPU needs a working C++ compiler for torch.compile, and none was found ({e}): "
+            "install g++ or clang++, or train without compiling"
+        ) from None
+
+
 def make_optimizer(model: nn.Module, config: Any, device: torch.device) -> torch.optim.AdamW | CombinedOptimizer:
     """The optimizer of `config` (a `TrainConfig`) for `model`.
 
