@@ -56,6 +56,37 @@ def test_apply_rope_equals_the_complex_form(start, base):
     torch.testing.assert_close(ours, expected.flatten(-2).float())
 
 
+@pytest.mark.parametrize("layout", ["B H T D", "B T H D", "odd offset", "float64"])
+def test_the_complex_multiply_and_the_real_form_agree_in_value_and_gradient(layout, monkeypatch):
+    """apply_rope's fast path (pairs viewed as complex numbers, one multiply) against its real form, on the
+    layouts the model uses: (B, H, T, D) with (T, D/2) tables and (B, T, H, D) with (T, 1, D/2) ones, a view
+    `view_as_complex` cannot take as it is (an odd storage offset), and float64."""
+    import scratchlm.rope as rope
+
+    generator = torch.Generator().manual_seed(2)
+    dtype = torch.float64 if layout == "float64" else torch.float32
+    cos, sin = rope_cache(8, 5, dtype=dtype)
+    base = torch.randn(2 * 3 * 5 * 8 + 1, generator=generator, dtype=dtype)
+    if layout == "B T H D":
+        shape, cos, sin = (2, 5, 3, 8), cos[:, None], sin[:, None]
+    else:
+        shape = (2, 3, 5, 8)
+    start = 1 if layout == "odd offset" else 0
+    assert rope._complex_pairs_pay(base)
+
+    def rotated_and_grad(fast: bool):
+        monkeypatch.setattr(rope, "_complex_pairs_pay", lambda x: fast)
+        leaf = base.clone().requires_grad_()
+        out = apply_rope(leaf[start : start + math.prod(shape)].view(shape), cos, sin)
+        out.backward(torch.linspace(-1, 1, out.numel(), dtype=dtype).view(shape))
+        return out.detach(), leaf.grad
+
+    (fast, fast_grad), (real, real_grad) = rotated_and_grad(True), rotated_and_grad(False)
+    torch.testing.assert_close(fast, real)
+    torch.testing.assert_close(fast_grad, real_grad)
+    assert fast.shape == shape and fast.dtype == dtype
+
+
 def test_pairs_are_interleaved_and_pair_i_turns_at_base_to_the_minus_2i_over_d():
     D, position, base = 8, 3, 10000.0
     for i in range(D // 2):

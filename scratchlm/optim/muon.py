@@ -38,7 +38,8 @@ output head (a classifier over the vocabulary) and vectors (norm gains, biases) 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -105,6 +106,7 @@ class Muon(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        pending: list[_Update] = []
         for group in self.param_groups:
             lr, beta, wd = group["lr"], group["momentum"], group["weight_decay"]
             for p in group["params"]:
@@ -118,12 +120,41 @@ class Muon(torch.optim.Optimizer):
                 direction = p.grad.lerp(buf, beta) if group["nesterov"] else buf
                 if wd:
                     p.mul_(1 - lr * wd)
-                self._apply(p, direction, group["blocks"], lr, group["ns_steps"])
+                sizes = list(group["blocks"] or [p.size(0)])  # `split` gives views of p, updated in place
+                for target, rows in zip(p.split(sizes), direction.split(sizes), strict=True):
+                    pending.append(_Update(target, rows, -lr * update_scale(*rows.shape), group["ns_steps"]))
+        self._apply(pending)
         return loss
 
-    def _apply(self, p: torch.Tensor, direction: torch.Tensor, blocks: Sequence[int] | None, lr: float, steps: int):
-        """p -= lr × scale × NS(direction), block by block of rows (`split` gives views of p, updated in place)."""
-        sizes = list(blocks) if blocks is not None else [p.size(0)]
-        dtype = self._dtype(p)
-        for target, rows in zip(p.split(sizes), direction.split(sizes), strict=True):
-            target.add_(newton_schulz(rows, steps, dtype=dtype), alpha=-lr * update_scale(*rows.shape))
+    def _apply(self, updates: list[_Update]) -> None:
+        """target -= lr × scale × NS(direction) for every update, one batched `newton_schulz` per shape.
+
+        A model has many matrices of a few shapes (q, k, v and the attention's output are all C × C in every layer);
+        stacking each shape's directions, tall ones transposed, runs the iteration's products once per shape
+        instead of once per matrix, which on a CPU with small matrices is most of the optimizer's time. Each
+        matrix of a stack is still orthogonalised alone (`newton_schulz` treats leading dimensions as a batch).
+        """
+        stacks: dict[tuple, list[_Update]] = {}
+        for u in updates:
+            rows, cols = u.direction.shape
+            key = (min(rows, cols), max(rows, cols), u.steps, self._dtype(u.target), u.target.device)
+            stacks.setdefault(key, []).append(u)
+        for (_, _, steps, dtype, _), batch in stacks.items():
+            wide = torch.stack([u.direction.mT if u.tall else u.direction for u in batch])
+            orthogonal = newton_schulz(wide, steps, dtype=dtype)
+            for u, step in zip(batch, orthogonal, strict=True):
+                u.target.add_(step.mT if u.tall else step, alpha=u.alpha)
+
+
+@dataclass(frozen=True)
+class _Update:
+    """One matrix's pending step: `target` (a view of the parameter) += alpha × NS(`direction`)."""
+
+    target: torch.Tensor
+    direction: torch.Tensor
+    alpha: float
+    steps: int
+
+    @property
+    def tall(self) -> bool:
+        return self.direction.size(0) > self.direction.size(1)

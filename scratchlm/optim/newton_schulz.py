@@ -65,10 +65,12 @@ def newton_schulz(
     if tall:
         X = X.mT  # work with the (n, n) Gram matrix, the smaller one
     X = X / (torch.linalg.matrix_norm(X, keepdim=True) + eps)  # every singular value now in (0, 1]
+    X = X.reshape(-1, *X.shape[-2:]).contiguous()  # one batch dimension for baddbmm, rows in memory order
     for _ in range(steps):
         A = X @ X.mT
-        B = b * A + c * (A @ A)
-        X = a * X + B @ X
+        B = torch.baddbmm(A, A, A, beta=b, alpha=c)  # b A + c A², the scaling and sum inside the product
+        X = torch.baddbmm(X, B, X, beta=a)  # a X + B X
+    X = X.reshape(G.shape[:-2] + X.shape[-2:])
     if tall:
         X = X.mT
     return X.to(G.dtype)
