@@ -45,9 +45,11 @@ def main() -> None:
     model_config = config.model_config(splits.tokenizer.vocab_size)
     print(machine_lines())
 
-    steppers = {}
+    steppers, nano = {}, None
     for name in ("compiled as before", "+ GELU as x*sigmoid(2z)", "+ C++ wrapper (compile_model)"):
-        ours, optimizer, nano, nano_optimizer = make_models(nanogpt, config, model_config)
+        ours, optimizer, *nanogpt_side = make_models(nanogpt, config, model_config)
+        if nano is None:  # one nanoGPT: each call builds it from the same weights
+            nano, nano_optimizer = nanogpt_side
         if name == "compiled as before":
             for block in ours.transformer.h:
                 block.mlp.gelu = torch.nn.GELU(approximate="tanh")

@@ -134,7 +134,7 @@ def make_steppers(
     cpu = torch.device("cpu")
     ours_fwd = compile_model(ours, cpu) if compile in ("scratchlm", "both") else ours
     nano_fwd = torch.compile(nano) if compile == "both" else nano
-    autocast = autocast_for(torch.device("cpu"), config.dtype)
+    autocast = autocast_for(cpu, config.dtype)
 
     def step_ours(i: int, x, y) -> torch.Tensor:
         lr = lr_at(i, config)
