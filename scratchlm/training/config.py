@@ -191,8 +191,8 @@ class TrainConfig:
 # defaults: val 1.89 in ~100 s on 2 cores, measured with two threads and MKL's matmuls before scratchlm.layers); it
 # reaches 1.68-1.70 (bench/README.md has the sweep; now about 100 s on one thread with scratchlm.layers).
 # "cpu-modern": the `cpu` preset with lesson 13's block (RoPE, RMSNorm, SwiGLU, an untied head, QK-norm) trained
-# with Muon, given the same wall time: a step costs about 1.75x, so 2000 steps instead of 3500 (bench/speedrun.py,
-# whose last row it is). The `train` command's default on a CPU.
+# with Muon, given the same wall time: a step costs about 1.58x (1.57x and 1.59x in two measurements), so 2200 steps
+# instead of 3500 (bench/speedrun.py, whose last row it is). The `train` command's default on a CPU.
 # "gpu": the classic character-level Shakespeare GPT.
 PRESETS: dict[str, TrainConfig] = {
     "smoke": TrainConfig(
@@ -229,7 +229,7 @@ PRESETS: dict[str, TrainConfig] = {
 }
 PRESETS["cpu-modern"] = PRESETS["cpu"].replace(
     pos_embedding="rope", norm="rmsnorm", mlp="swiglu", tie_embeddings=False, qk_norm=True,
-    optimizer="muon", muon_lr=0.01, max_iters=2000, warmup_iters=170, eval_interval=200,
+    optimizer="muon", muon_lr=0.01, max_iters=2200, warmup_iters=190, eval_interval=220,
 )  # fmt: skip
 
 
