@@ -16,7 +16,7 @@ profile and the figures):
 
 Both were measured on an AMD processor. On an Intel one (a Sapphire Rapids VM, 2026-12-07) PyTorch's defaults were
 the faster: MKL runs its AVX-512 kernels there, and with these two paths the `cpu` preset's step took 0.85x the
-speed of nanoGPT's, 1.0x without them (bench/train_throughput.py). So they are taken only where the processor is
+speed of nanoGPT's, 1.04x-1.05x without them (bench/train_throughput.py). So they are taken only where the processor is
 not Intel's (`OWN_CPU_PATHS`); on Intel's `linear` and `gelu_tanh` are `F.linear` and `F.gelu`.
 
 Elsewhere (other devices and dtypes, autocast, products too small to repay oneDNN's ~15 us per call, inside
