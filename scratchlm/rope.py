@@ -74,8 +74,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     In float32 or float64 on a CPU or CUDA device the pairs are viewed as complex numbers and multiplied by
     cos + i sin, one vectorised operation (and one in the backward) where the real form takes six and an
     interleaving copy: on one CPU thread a (12, 64, 4, 20) rotation takes 54 us instead of 280. Elsewhere (other
-    dtypes, other devices, and inside `torch.compile`, which fuses the real form and handles complex tensors
-    poorly) the real form below computes the same numbers.
+    dtypes, other devices, and inside `torch.compile`, which fuses the real form but generates no code for complex
+    operators: Inductor falls back to ATen for them and warns that it may be slower than eager) the real form
+    below computes the same numbers.
     """
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     if _complex_pairs_pay(x):

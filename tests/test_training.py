@@ -238,6 +238,22 @@ def test_compile_trains_the_same_steps_as_eager(monkeypatch, tiny_train_config):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
 
 
+@pytest.mark.usefixtures("cpp_compiler")
+def test_compile_trains_the_modern_recipe_the_same_as_eager(tiny_train_config):
+    """The modern block (RMSNorm, SwiGLU, RoPE, QK-norm, grouped-query heads, untied) with Muon, compiled: inside
+    `torch.compile` RoPE takes its real form (the eager CPU path multiplies complex numbers), and the steps are
+    eager's to float32 rounding."""
+    config = tiny_train_config(
+        n_layer=2, n_kv_head=1, arch="llama", qk_norm=True, optimizer="muon", max_iters=3, eval_interval=3,
+        eval_iters=1,
+    )  # fmt: skip
+    eager = train(config)
+    compiled = train(config.replace(compile=True))
+    torch.testing.assert_close(compiled.step_losses, eager.step_losses, rtol=1e-4, atol=1e-5)
+    for (name, p), q in zip(compiled.model.state_dict().items(), eager.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
+
+
 def test_compile_without_a_cpp_compiler_is_a_config_error_before_training(monkeypatch, tiny_train_config):
     """On the CPU Inductor compiles C++: with no compiler, compile=True stops with one line before the first step."""
     from torch._inductor import cpp_builder
