@@ -213,6 +213,13 @@ def test_bpe_tokenizer_file_is_detected_and_travels_in_the_checkpoint(tmp_path, 
     assert checkpoint.load(out).build_tokenizer().encode("To be") == result.tokenizer.encode("To be")
 
 
+def _assert_same_steps(compiled, eager) -> None:
+    """Two runs' losses at every step and final weights agree to float32 rounding."""
+    torch.testing.assert_close(compiled.step_losses, eager.step_losses, rtol=1e-4, atol=1e-5)
+    for (name, p), q in zip(compiled.model.state_dict().items(), eager.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
+
+
 @pytest.mark.usefixtures("cpp_compiler")
 def test_compile_trains_the_same_steps_as_eager(monkeypatch, tiny_train_config):
     """compile=True (`compile_model`: on the CPU with Inductor's C++ wrapper) takes the same steps as eager, to
@@ -233,9 +240,7 @@ def test_compile_trains_the_same_steps_as_eager(monkeypatch, tiny_train_config):
     eager = train(config)
     compiled = train(config.replace(compile=True))
     assert options[1:] == [{"cpp_wrapper": True}]
-    torch.testing.assert_close(compiled.step_losses, eager.step_losses, rtol=1e-4, atol=1e-5)
-    for (name, p), q in zip(compiled.model.state_dict().items(), eager.model.state_dict().values(), strict=True):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
+    _assert_same_steps(compiled, eager)
 
 
 @pytest.mark.usefixtures("cpp_compiler")
@@ -249,9 +254,7 @@ def test_compile_trains_the_modern_recipe_the_same_as_eager(tiny_train_config):
     )  # fmt: skip
     eager = train(config)
     compiled = train(config.replace(compile=True))
-    torch.testing.assert_close(compiled.step_losses, eager.step_losses, rtol=1e-4, atol=1e-5)
-    for (name, p), q in zip(compiled.model.state_dict().items(), eager.model.state_dict().values(), strict=True):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
+    _assert_same_steps(compiled, eager)
 
 
 def test_compile_without_a_cpp_compiler_is_a_config_error_before_training(monkeypatch, tiny_train_config):
